@@ -1,0 +1,3 @@
+from vmcr2_cli.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""The ``vmcr2`` command: parses arguments and hands over to the commands' modules.
+
+Every error the user can cause ends here as one line on stderr and exit code 2;
+a failed run exits 1; Ctrl-C exits 130. No tracebacks for any of them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from vmcr2_cli import __version__
+from vmcr2_cli.commands import train as train_command
+from vmcr2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, RunFailed
+
+app = typer.Typer(
+    name="vmcr2",
+    help="Train, watch, evaluate and benchmark MCR² and V-MCR² featurizers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vmcr2 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Train, watch, evaluate and benchmark MCR² and V-MCR² featurizers."""
+
+
+app.command("train")(train_command.train)
+app.command("profiles")(train_command.profiles)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="vmcr2", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as help_shown:
+        help_shown.show()
+        code = 0
+    except click.ClickException as error:
+        _fail(error.format_message(), EXIT_BAD_INPUT)
+    except (BadInput, RunFailed) as error:
+        _fail(str(error), error.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted", EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

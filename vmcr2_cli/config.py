@@ -1,0 +1,250 @@
+"""The training configuration: one typed dataclass names every key once.
+
+A profile is a flat TOML table of these keys plus optional per-objective tables
+(``[ce]``, ``[mcr2]``, ``[vmcr2]``) whose keys apply only when that objective is
+trained (the paper uses lr 1e-3 for MCR²/V-MCR² but 1e-2 for CE). ``--set
+key=value`` overrides any key after the profile is resolved. Every problem is a
+``BadInput`` naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmcr2_cli.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+OBJECTIVES = ("mcr2", "vmcr2", "ce")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tinyimagenet", "synthetic")
+MODELS = ("mnist-cnn", "resnet18", "preact-resnet18")
+
+
+def _key(default: Any, help: str, *, choices: tuple = (), low: float | None = None,
+         high: float | None = None, low_open: bool = False) -> Any:
+    """A config key: its default, a one-line help, and what values it accepts."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    description: str = _key("", "one line saying what the profile is for")
+    # --- data
+    dataset: str = _key("fashion-mnist", "dataset name", choices=DATASETS)
+    data_root: str = _key("", "folder with the dataset files ('' = search the usual places)")
+    augment: str = _key("crop-flip", "on-device augmentation: RandomCrop(32, pad 8)+flip, flip only, none",
+                        choices=("crop-flip", "flip", "none"))
+    label_noise: float = _key(0.0, "fraction of training labels re-drawn uniformly (seeded)", low=0.0, high=1.0)
+    train_subset: int = _key(0, "train on the first N shuffled training images (0 = all)", low=0)
+    num_classes: int = _key(10, "classes of the synthetic dataset (real datasets fix their own)", low=2)
+    synthetic_subspace_dim: int = _key(3, "dimension of each synthetic class subspace", low=1)
+    synthetic_train_per_class: int = _key(500, "synthetic training images per class", low=1)
+    synthetic_test_per_class: int = _key(100, "synthetic test images per class", low=1)
+    synthetic_channels: int = _key(3, "channels of synthetic images (1 or 3)", low=1, high=3)
+    # --- model
+    model: str = _key("mnist-cnn", "featurizer architecture", choices=MODELS)
+    stem: str = _key("imagenet", "ResNet18 stem: the paper's ImageNet stem or the CIFAR stem (3x3, no max-pool)",
+                     choices=("imagenet", "cifar"))
+    width: float = _key(1.0, "channel width multiplier of the MNIST CNN (1.0 = the paper's)", low=0.0, low_open=True)
+    feature_dim: int = _key(128, "feature dimension d", low=1)
+    # --- objective (paper §4.1)
+    objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)
+    eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)
+    mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True)
+    nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True)
+    nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True)
+    atoms_per_class: int = _key(20, "dictionary atoms per class s; q = s·k", low=1)
+    latch_every: int = _key(50, "epochs between latchings (Algorithm 2); 0 = only before training", low=0)
+    objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))
+    # --- optimisation
+    epochs: int = _key(2000, "training epochs", low=1)
+    batch_size: int = _key(1000, "images per step", low=2)
+    optimizer: str = _key("sgd", "optimizer of the featurizer θ", choices=("sgd", "adam"))
+    lr: float = _key(1e-3, "learning rate", low=0.0, low_open=True)
+    momentum: float = _key(0.0, "SGD momentum", low=0.0, high=1.0)
+    weight_decay: float = _key(0.0, "weight decay", low=0.0)
+    lr_schedule: str = _key("constant", "constant, step (x0.1 at 1/2 and 3/4 of training) or cosine",
+                            choices=("constant", "step", "cosine"))
+    # --- runtime
+    device: str = _key("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _key("bf16", "autocast precision of the backbone on GPU (objectives stay float32+)",
+                          choices=("bf16", "fp32"))
+    seed: int = _key(0, "seed of every random stream (init, data order, augmentation)", low=0)
+    log_every: int = _key(50, "steps between step lines in metrics.jsonl", low=1)
+    eval_at_end: bool = _key(True, "compute the nearest-subspace test accuracy when training ends")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def describe_keys() -> list[tuple[str, str, Any]]:
+    """(key, help, default) for every config key, in declaration order."""
+    return [(f.name, f.metadata["help"], f.default) for f in dataclasses.fields(TrainConfig)]
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Check one value against its field's type and range; return it converted."""
+    if key not in FIELDS:
+        raise BadInput(f"{where}: unknown key '{key}'{_suggest(key)}")
+    f = FIELDS[key]
+    kind = type(f.default)
+    meta = f.metadata
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise BadInput(f"{where}: '{key}' must be true or false, not {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"{where}: '{key}' must be an integer, not {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(f"{where}: '{key}' must be a number, not {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise BadInput(f"{where}: '{key}' must be a string, not {value!r}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise BadInput(f"{where}: '{key}' must be one of {', '.join(meta['choices'])}, not {value!r}"
+                       f"{_suggest_choice(value, meta['choices'])}")
+    low, high = meta["low"], meta["high"]
+    if low is not None and (value < low or (meta["low_open"] and value == low)):
+        bound = f"> {low}" if meta["low_open"] else f">= {low}"
+        raise BadInput(f"{where}: '{key}' must be {bound}, not {value!r}")
+    if high is not None and value > high:
+        raise BadInput(f"{where}: '{key}' must be <= {high}, not {value!r}")
+    if key == "device":
+        _check_device(value, where)
+    return value
+
+
+def _suggest_choice(value: Any, choices: tuple) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_device(value: str, where: str) -> None:
+    head, _, index = value.partition(":")
+    if head not in ("auto", "cpu", "cuda") or (index and (head != "cuda" or not index.isdigit())):
+        raise BadInput(f"{where}: 'device' must be auto, cpu, cuda or cuda:N, not {value!r}")
+
+
+# ----------------------------------------------------------------------------- profiles
+
+def profiles_dir() -> Path:
+    """The profiles shipped in the installed package, else the repository's ``profiles/``."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "profiles"
+    return packaged if packaged.is_dir() else here.parent / "profiles"
+
+
+def list_profiles() -> dict[str, str]:
+    """Profile name -> its one-line description."""
+    found = {}
+    for path in sorted(profiles_dir().glob("*.toml")):
+        try:
+            found[path.stem] = str(_read_toml(path).get("description", ""))
+        except BadInput:
+            found[path.stem] = "(unreadable profile)"
+    return found
+
+
+def profile_path(profile: str) -> Path:
+    """A profile name from ``profiles/`` or a path to a ``.toml`` file."""
+    as_path = Path(profile)
+    if profile.endswith(".toml") or as_path.parent != Path("."):
+        if not as_path.is_file():
+            raise BadInput(f"profile file not found: {profile}")
+        return as_path
+    path = profiles_dir() / f"{profile}.toml"
+    if not path.is_file():
+        names = list(list_profiles())
+        close = difflib.get_close_matches(profile, names, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise BadInput(f"unknown profile '{profile}'{hint}; known: {', '.join(names)}")
+    return path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise BadInput(f"profile {path}: TOML syntax error: {error}") from None
+    except OSError as error:
+        raise BadInput(f"profile {path}: cannot read: {error.strerror}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` from ``--set``: the value is read as TOML, else taken as a string."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise BadInput(f"--set {text!r}: expected key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words such as cifar10 or cuda:0
+    return key, value
+
+
+def resolve_config(profile: str, objective: str | None = None,
+                   overrides: dict[str, Any] | None = None,
+                   override_source: str = "--set") -> tuple[TrainConfig, Path]:
+    """Profile + objective section + overrides -> a validated TrainConfig and the profile's path."""
+    path = profile_path(profile)
+    table = _read_toml(path)
+    where = f"profile {path}"
+    sections = {name: table.pop(name) for name in OBJECTIVES if isinstance(table.get(name), dict)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            raise BadInput(f"{where}: unknown table [{key}] (objective tables are {', '.join(OBJECTIVES)})")
+        values[key] = _coerce(key, value, where)
+    chosen = objective or values.get("objective", TrainConfig.objective)
+    chosen = _coerce("objective", chosen, "--objective")
+    values["objective"] = chosen
+    for key, value in sections.get(chosen, {}).items():
+        values[key] = _coerce(key, value, f"{where} [{chosen}]")
+    for key, value in (overrides or {}).items():
+        values[key] = _coerce(key, value, f"{override_source} {key}")
+    return TrainConfig(**values), path
+
+
+def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
+    """A TrainConfig from a resolved table (a run's config.toml), validated."""
+    return TrainConfig(**{key: _coerce(key, value, where) for key, value in values.items()})
+
+
+def load_config_file(path: Path) -> TrainConfig:
+    """Read a run's resolved ``config.toml``."""
+    return config_from_dict(_read_toml(path), str(path))
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The resolved configuration as TOML (flat; strings, numbers and booleans only)."""
+    lines = []
+    for key, value in config.to_dict().items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,21 @@
+"""Errors of the data layer. Both are bad input (exit code 2, one line, no traceback)."""
+
+from __future__ import annotations
+
+from vmcr2_cli.errors import BadInput
+
+
+class DatasetNotFound(BadInput):
+    """No copy of a dataset was found and none could be downloaded.
+
+    The message is one line: which files to put where, and why the download failed.
+    """
+
+
+class DatasetCorrupt(BadInput):
+    """A dataset file exists but is not what its format says (truncated, wrong magic...)."""
+
+
+def one_line(text: object) -> str:
+    """Collapse any whitespace run (newlines included) to one space: messages stay on one line."""
+    return " ".join(str(text).split())

@@ -1,0 +1,22 @@
+"""Errors that the CLI turns into one line on stderr and an exit code.
+
+Library code raises these (or ValueError for API misuse); ``cli.py`` catches
+them, prints ``error: <message>`` and exits with the code, never a traceback.
+"""
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class BadInput(Exception):
+    """Bad user input: a flag, profile, path or value. Exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class RunFailed(Exception):
+    """The run itself failed (a non-finite loss, say). Exit code 1."""
+
+    exit_code = EXIT_RUN_FAILED

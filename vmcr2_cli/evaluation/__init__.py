@@ -1,0 +1,1 @@
+"""Measuring learned representations: nearest subspace (eq. 8) and friends."""

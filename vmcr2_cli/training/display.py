@@ -1,0 +1,60 @@
+"""What a training run shows in the terminal (Rich): a step bar and one line per epoch."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class TrainingDisplay:
+    """Epoch lines on stderr (so ``--json`` keeps stdout clean) and a transient step bar."""
+
+    def __init__(self, total_epochs: int, steps_per_epoch: int, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.total_epochs = total_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch_times: list[float] = []
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+            console=self.console, transient=True)
+        self.task = None
+
+    def __enter__(self) -> "TrainingDisplay":
+        self.progress.start()
+        self.task = self.progress.add_task("steps", total=self.steps_per_epoch, epoch=1,
+                                           epochs=self.total_epochs, status="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def on_step(self, record: dict) -> None:
+        status = f"ΔR {record['delta_r']:.3f}  loss {record['loss']:.4g}  {record['images_per_s']:,.0f} img/s"
+        self.progress.update(self.task, completed=(record["step"] - 1) % self.steps_per_epoch + 1,
+                             epoch=record["epoch"] + 1, status=status)
+
+    def on_epoch(self, record: dict) -> None:
+        self.epoch_times.append(record["epoch_time_s"])
+        done = record["epoch"] + 1
+        remaining = (self.total_epochs - done) * sum(self.epoch_times) / len(self.epoch_times)
+        variational = ""
+        if "m_term" in record:
+            variational = f"  R^v {record['r_v']:.2f}  R_c^v {record['r_c_v']:.2f}  M {record['m_term']:.3g}"
+        self.console.print(
+            f"epoch {done:>{len(str(self.total_epochs))}}/{self.total_epochs}  "
+            f"ΔR {record['delta_r']:8.4f}  R {record['r']:8.4f}  R_c {record['r_c']:8.4f}{variational}  "
+            f"{record['epoch_time_s']:6.1f} s  {record['images_per_s']:8,.0f} img/s  "
+            f"ETA {format_duration(remaining)}")
+        self.progress.reset(self.task, total=self.steps_per_epoch, epoch=min(done + 1, self.total_epochs),
+                            status="")

@@ -1,0 +1,258 @@
+"""The training loop: Algorithm 1 for V-MCR², the same loop for MCR² and CE.
+
+Everything random is derived from (seed, epoch, step) — the data order and the
+augmentation by the loader, dropout by re-seeding the global generator before each
+step — so a run resumed at any step sees exactly what an uninterrupted run sees.
+Per-step metrics stay on the device and are read only at log points.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from vmcr2_cli.config import TrainConfig
+from vmcr2_cli.data import ImageDataset
+from vmcr2_cli.data.device_loader import DeviceLoader
+from vmcr2_cli.models import build_featurizer
+from vmcr2_cli.objectives import build_objective
+from vmcr2_cli.runs import RunDir
+from vmcr2_cli.training.features import extract_features
+from vmcr2_cli.training.gpu_monitor import GpuMonitor
+from vmcr2_cli.training.interrupts import StopRequested
+from vmcr2_cli.training.latching import latch_over_dataset
+from vmcr2_cli.training.optim import build_optimizer, build_scheduler
+
+CHECKPOINT_VERSION = 1
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the state was checkpointed at a step boundary."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or ±inf; the last good checkpoint is kept."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"non-finite loss at step {step}")
+        self.step = step
+
+
+def step_seed(seed: int, global_step: int) -> int:
+    """The seed of the global generator (dropout) for one step."""
+    return (seed * 1_000_003 + global_step) % (2**63 - 1)
+
+
+@dataclass
+class EpochAccumulator:
+    """Device-side sums of the per-step metrics of the current epoch (no host sync)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0  # wall time of the steps done so far this epoch (resume adds to it)
+
+    def add(self, metrics: dict[str, torch.Tensor], images: int) -> None:
+        for key, value in metrics.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.steps += 1
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        return {key: value.item() / self.steps for key, value in self.sums.items()}
+
+    def state_dict(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "steps": self.steps,
+                "images": self.images, "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> "EpochAccumulator":
+        sums = {k: v.to(device) for k, v in state["sums"].items()}
+        return cls(sums, state["steps"], state["images"], state["seconds"])
+
+
+class Trainer:
+    """Owns the model, the objective, the optimizer and the loop over epochs.
+
+    ``on_epoch`` / ``on_step`` callbacks receive the logged records, for the
+    terminal display; the run directory is written here.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.run = run
+        self.device = device
+        torch.manual_seed(config.seed)  # initial weights and Γ
+        k = dataset.num_classes
+        self.model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
+                                      feature_dim=config.feature_dim, stem=config.stem,
+                                      width=config.width).to(device)
+        self.channels_last = device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.objective = build_objective(
+            config.objective, feature_dim=config.feature_dim, num_classes=k, eps2=config.eps2,
+            mu=config.mu, nu_gamma=config.nu_gamma, nu_A=config.nu_a,
+            dictionary_size=config.atoms_per_class * k,
+            dtype=getattr(torch, config.objective_dtype)).to(device)
+        self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.loader = DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,
+                                   augment=config.augment, mean=dataset.mean, std=dataset.std,
+                                   seed=config.seed, drop_last=True, channels_last=self.channels_last)
+        self.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                       enabled=device.type == "cuda" and config.precision == "bf16")
+        self.gpu = GpuMonitor(device)
+        self.epoch = 0  # the epoch in progress (0-based)
+        self.step_in_epoch = 0  # steps of ``epoch`` already done
+        self.global_step = 0
+        self.latched = False
+        self.accumulator = EpochAccumulator()
+        self.on_step: Callable[[dict], None] = lambda record: None
+        self.on_epoch: Callable[[dict], None] = lambda record: None
+
+    @property
+    def is_variational(self) -> bool:
+        return self.config.objective == "vmcr2"
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),  # Γ and A for V-MCR², the head for CE
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "latched": self.latched,
+            "accumulator": self.accumulator.state_dict(),
+            # Every random stream is derived from the seed and (epoch, step): see module docstring.
+            "seed": self.config.seed,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.latched = state["latched"]
+        self.accumulator = EpochAccumulator.from_state(state["accumulator"], self.device)
+
+    def save_checkpoint(self) -> None:
+        self.run.save_checkpoint(self.state_dict())
+
+    # ------------------------------------------------------------------ latching (Algorithm 2)
+    def latch(self) -> dict:
+        """Latch Γ and A on the features of the whole training set; log a ``latch`` line."""
+        features, labels = self.training_features()
+        report = latch_over_dataset(self.objective.variational, features, labels,
+                                    self.dataset.num_classes, self.config.batch_size, seed=self.config.seed)
+        record = {"epoch": self.epoch, "step": self.global_step, **report}
+        self.run.append_metrics("latch", **record)
+        self.latched = True
+        return record
+
+    def training_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the training set in eval mode, without augmentation."""
+        with self.autocast:
+            return extract_features(self.model, self.dataset.train_images, self.dataset.train_labels,
+                                    mean=self.dataset.mean, std=self.dataset.std, device=self.device,
+                                    batch_size=self.config.batch_size, channels_last=self.channels_last)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, stop: StopRequested) -> None:
+        """Train until ``config.epochs``; raises TrainingInterrupted or NonFiniteLoss."""
+        config = self.config
+        if self.is_variational and not self.latched:
+            self.latch()  # Algorithm 1, line 2: initialize Γ, A by latching
+            self.save_checkpoint()
+        while self.epoch < config.epochs:
+            self._train_epoch(stop)
+            if self.is_variational and config.latch_every and (self.epoch + 1) % config.latch_every == 0:
+                self.latch()  # Algorithm 1, lines 13–14 (every latch_every epochs)
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.accumulator = EpochAccumulator()
+            self.scheduler.step()
+            self.save_checkpoint()
+            if stop.requested:
+                raise TrainingInterrupted(stop.signal_name)
+
+    def _train_epoch(self, stop: StopRequested) -> None:
+        config = self.config
+        self.model.train()
+        acc = self.accumulator
+        # First step at which the loss was non-finite, kept on the device until read.
+        first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        log_mark = (time.perf_counter(), acc.images)
+        epoch_start = time.perf_counter() - acc.seconds
+        for step, batch in self.loader.epoch(self.epoch, start_step=self.step_in_epoch):
+            torch.manual_seed(step_seed(config.seed, self.global_step))  # dropout stream of this step
+            with self.autocast:
+                Z = self.model(batch.images)  # Algorithm 1, line 4
+            result = self.objective.step(Z, batch.labels, batch.labels_cpu)  # lines 5–11
+            self.optimizer.zero_grad(set_to_none=True)
+            result.loss.backward()
+            self.optimizer.step()  # line 12: θ ← θ − ν_θ ∇_θ (μ/2m) M
+            finite = torch.isfinite(result.loss.detach())
+            first_bad_step = torch.where((first_bad_step < 0) & ~finite,
+                                         torch.tensor(self.global_step, device=self.device), first_bad_step)
+            acc.add({"loss": result.loss.detach(), **result.metrics}, batch.labels_cpu.numel())
+            self.global_step += 1
+            self.step_in_epoch = step + 1
+            if self.global_step % config.log_every == 0:
+                self._check_finite(first_bad_step)
+                now = time.perf_counter()
+                images_per_s = (acc.images - log_mark[1]) / max(now - log_mark[0], 1e-9)
+                log_mark = (now, acc.images)
+                record = {"epoch": self.epoch, "step": self.global_step, "loss": result.loss.item(),
+                          **{k: v.item() for k, v in result.metrics.items()},
+                          "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s,
+                          **self.gpu.sample()}
+                self.run.append_metrics("step", **record)
+                self.on_step(record)
+            if stop.requested:
+                self._check_finite(first_bad_step)
+                acc.seconds = time.perf_counter() - epoch_start
+                self.save_checkpoint()
+                raise TrainingInterrupted(stop.signal_name)
+        self._check_finite(first_bad_step)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        epoch_time = time.perf_counter() - epoch_start
+        record = {"epoch": self.epoch, "step": self.global_step, **acc.means(),
+                  "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": epoch_time,
+                  "images_per_s": acc.images / max(epoch_time, 1e-9), **self.gpu.sample()}
+        self.run.append_metrics("epoch", **record)
+        self.on_epoch(record)
+
+    def _check_finite(self, first_bad_step: torch.Tensor) -> None:
+        bad = int(first_bad_step.item())
+        if bad >= 0:
+            raise NonFiniteLoss(bad)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    from vmcr2_cli.errors import BadInput
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {name}: no CUDA device on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BadInput(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
