@@ -57,4 +57,4 @@ class TrainingDisplay:
             f"{record['epoch_time_s']:6.1f} s  {record['images_per_s']:8,.0f} img/s  "
             f"ETA {format_duration(remaining)}")
         self.progress.reset(self.task, total=self.steps_per_epoch, epoch=min(done + 1, self.total_epochs),
-                            status="")
+                            epochs=self.total_epochs, status="")

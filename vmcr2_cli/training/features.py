@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vmcr2_cli.data.device_loader import eval_batches
+from vmcr2_cli.data import iterate_eval
 
 
 @torch.no_grad()
@@ -19,8 +19,8 @@ def extract_features(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     was_training = model.training
     model.eval()
     try:
-        chunks = [model(batch).float() for batch in eval_batches(
-            images, batch_size, device, mean=mean, std=std, channels_last=channels_last)]
+        chunks = [model(batch.images).float() for batch in iterate_eval(
+            images, labels, batch_size, device, mean=mean, std=std, channels_last=channels_last)]
     finally:
         model.train(was_training)
     return torch.cat(chunks), labels.to(device)

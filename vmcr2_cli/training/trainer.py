@@ -9,8 +9,9 @@ Per-step metrics stay on the device and are read only at log points.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -18,7 +19,7 @@ from vmcr2_cli.config import TrainConfig
 from vmcr2_cli.data import ImageDataset
 from vmcr2_cli.data.device_loader import DeviceLoader
 from vmcr2_cli.models import build_featurizer
-from vmcr2_cli.objectives import build_objective
+from vmcr2_cli.objectives import ClassPartition, build_objective
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.features import extract_features
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
@@ -27,6 +28,24 @@ from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.optim import build_optimizer, build_scheduler
 
 CHECKPOINT_VERSION = 1
+
+
+@contextmanager
+def frozen_batchnorm_statistics(model: torch.nn.Module) -> Iterator[None]:
+    """Train mode whose BatchNorm layers normalize by batch statistics without updating running ones."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    was_training = model.training
+    model.train()
+    for norm in norms:
+        norm.momentum = 0.0  # running = (1 − 0)·running + 0·batch
+    try:
+        yield
+    finally:
+        for norm, (momentum, tracked) in zip(norms, saved):
+            norm.momentum = momentum
+            norm.num_batches_tracked.copy_(tracked)
+        model.train(was_training)
 
 
 class TrainingInterrupted(Exception):
@@ -154,7 +173,7 @@ class Trainer:
     # ------------------------------------------------------------------ latching (Algorithm 2)
     def latch(self) -> dict:
         """Latch Γ and A on the features of the whole training set; log a ``latch`` line."""
-        features, labels = self.training_features()
+        features, labels = self.latching_features()
         report = latch_over_dataset(self.objective.variational, features, labels,
                                     self.dataset.num_classes, self.config.batch_size, seed=self.config.seed)
         record = {"epoch": self.epoch, "step": self.global_step, **report}
@@ -162,12 +181,32 @@ class Trainer:
         self.latched = True
         return record
 
-    def training_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of the training set in eval mode, without augmentation."""
+    @torch.no_grad()
+    def latching_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the training set as the training steps see them (Algorithm 2's Z_θ).
+
+        M compares ΓDiag(A_j)Γᵀ with the second moments of *training* batches, so Γ and A
+        are latched on the same features: train mode (dropout on), this epoch's
+        augmentation, BatchNorm on batch statistics. Eval-mode features differ a lot
+        (with the paper's dropout, R of a batch is ~3× smaller) and latching on them
+        makes θ chase a target its batches cannot match, collapsing the features.
+        BatchNorm's running statistics are left untouched.
+        """
+        chunks, labels = [], []
+        with frozen_batchnorm_statistics(self.model):
+            for step, batch in self.loader.epoch(self.epoch):
+                torch.manual_seed(step_seed(self.config.seed, -1 - step))  # a dropout stream of its own
+                with self.autocast:
+                    chunks.append(self.model(batch.images).float())
+                labels.append(batch.labels)
+        return torch.cat(chunks), torch.cat(labels)
+
+    def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of an image set in eval mode, without augmentation (for classification)."""
         with self.autocast:
-            return extract_features(self.model, self.dataset.train_images, self.dataset.train_labels,
-                                    mean=self.dataset.mean, std=self.dataset.std, device=self.device,
-                                    batch_size=self.config.batch_size, channels_last=self.channels_last)
+            return extract_features(self.model, images, labels, mean=self.dataset.mean, std=self.dataset.std,
+                                    device=self.device, batch_size=self.config.batch_size,
+                                    channels_last=self.channels_last)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop: StopRequested) -> None:
@@ -200,7 +239,9 @@ class Trainer:
             torch.manual_seed(step_seed(config.seed, self.global_step))  # dropout stream of this step
             with self.autocast:
                 Z = self.model(batch.images)  # Algorithm 1, line 4
-            result = self.objective.step(Z, batch.labels, batch.labels_cpu)  # lines 5–11
+            # Grouping by class from the CPU labels: no device→host sync in the step.
+            partition = ClassPartition(batch.labels_cpu, self.dataset.num_classes)
+            result = self.objective.step(Z, partition)  # lines 5–11
             self.optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             self.optimizer.step()  # line 12: θ ← θ − ν_θ ∇_θ (μ/2m) M
