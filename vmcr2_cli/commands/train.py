@@ -124,27 +124,9 @@ class _Session:
 
     @classmethod
     def prepare(cls, config) -> "_Session":
-        from vmcr2_cli.data import load_dataset
-        from vmcr2_cli.training.trainer import resolve_device
+        from vmcr2_cli.training.setup import load_training_data, resolve_device
 
-        device = resolve_device(config.device)
-        synthetic = {}
-        if config.dataset == "synthetic":
-            synthetic = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
-                             train_per_class=config.synthetic_train_per_class,
-                             test_per_class=config.synthetic_test_per_class,
-                             image_shape=(config.synthetic_channels, 32, 32))
-        dataset = load_dataset(config.dataset, data_root=config.data_root or None,
-                               label_noise=config.label_noise, seed=config.seed, **synthetic)
-        if config.train_subset:
-            dataset = _training_subset(dataset, config.train_subset, config.seed)
-        k = dataset.num_classes
-        if config.batch_size > dataset.train_images.shape[0]:
-            raise BadInput(f"batch_size {config.batch_size} exceeds the {dataset.train_images.shape[0]} "
-                           f"training images of {config.dataset}")
-        if config.objective == "vmcr2" and config.batch_size < k:
-            raise BadInput(f"batch_size {config.batch_size} is smaller than the {k} classes of {config.dataset}")
-        return cls(config, device, dataset)
+        return cls(config, resolve_device(config.device), load_training_data(config))
 
     def train(self, run, resume_state: dict | None) -> dict[str, Any]:
         from vmcr2_cli.training.display import TrainingDisplay
@@ -188,19 +170,6 @@ class _Session:
                         **{key: value for key, value in result.items() if key.endswith("accuracy")})
         run.append_metrics("status", status="finished", epoch=trainer.epoch, step=trainer.global_step)
         return result
-
-
-def _training_subset(dataset, size: int, seed: int):
-    """The dataset with only ``size`` training images, drawn by a seeded shuffle."""
-    import dataclasses
-
-    import torch
-
-    if size >= dataset.train_images.shape[0]:
-        return dataset
-    keep = torch.randperm(dataset.train_images.shape[0], generator=torch.Generator().manual_seed(seed))[:size]
-    return dataclasses.replace(dataset, train_images=dataset.train_images[keep],
-                               train_labels=dataset.train_labels[keep], clean_train_labels=None)
 
 
 def _check_run_name(run_id: str) -> None:

@@ -282,18 +282,3 @@ class Trainer:
         if bad >= 0:
             raise NonFiniteLoss(bad)
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
-    from vmcr2_cli.errors import BadInput
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInput(f"--device {name}: no CUDA device on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise BadInput(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-    return device
-

@@ -1,0 +1,48 @@
+"""What a run needs before its first step, shared by train, eval, latch and compare."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from vmcr2_cli.config import TrainConfig
+from vmcr2_cli.data import ImageDataset, load_dataset
+from vmcr2_cli.errors import BadInput
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput(f"device {name}: no CUDA device on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BadInput(f"device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def load_training_data(config: TrainConfig) -> ImageDataset:
+    """The dataset of ``config``: label noise applied, cut to ``train_subset``, checked against the batch."""
+    synthetic = {}
+    if config.dataset == "synthetic":
+        synthetic = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
+                         train_per_class=config.synthetic_train_per_class,
+                         test_per_class=config.synthetic_test_per_class,
+                         image_shape=(config.synthetic_channels, 32, 32))
+    dataset = load_dataset(config.dataset, data_root=config.data_root or None,
+                           label_noise=config.label_noise, seed=config.seed, **synthetic)
+    if config.train_subset and config.train_subset < dataset.num_train:
+        keep = torch.randperm(dataset.num_train, generator=torch.Generator().manual_seed(config.seed))
+        keep = keep[:config.train_subset]
+        dataset = dataclasses.replace(dataset, train_images=dataset.train_images[keep],
+                                      train_labels=dataset.train_labels[keep], clean_train_labels=None)
+    if config.batch_size > dataset.num_train:
+        raise BadInput(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training images "
+                       f"of {config.dataset}")
+    if config.objective == "vmcr2" and config.batch_size < dataset.num_classes:
+        raise BadInput(f"batch_size {config.batch_size} is smaller than the {dataset.num_classes} classes "
+                       f"of {config.dataset}")
+    return dataset
