@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+try:  # Typer ≥ 0.25 raises the exceptions of its vendored copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older Typer on the real click
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 from vmcr2_cli import __version__
 from vmcr2_cli.commands import train as train_command
+from vmcr2_cli.commands import watch as watch_command
 from vmcr2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, RunFailed
 
 app = typer.Typer(
@@ -40,6 +45,7 @@ def _root(
 
 app.command("train")(train_command.train)
 app.command("profiles")(train_command.profiles)
+app.command("watch")(watch_command.watch)
 
 
 def _fail(message: str, code: int) -> None:
@@ -52,13 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="vmcr2", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as help_shown:
+    except NoArgsIsHelpError as help_shown:
         help_shown.show()
         code = 0
-    except click.ClickException as error:
+    except ClickException as error:
         _fail(error.format_message(), EXIT_BAD_INPUT)
     except (BadInput, RunFailed) as error:
         _fail(str(error), error.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
