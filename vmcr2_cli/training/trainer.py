@@ -19,7 +19,8 @@ from vmcr2_cli.config import TrainConfig
 from vmcr2_cli.data import ImageDataset
 from vmcr2_cli.data.device_loader import DeviceLoader
 from vmcr2_cli.models import build_featurizer
-from vmcr2_cli.objectives import ClassPartition, build_objective
+from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError,
+                                  build_objective)
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.features import extract_features
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
@@ -241,7 +242,10 @@ class Trainer:
                 Z = self.model(batch.images)  # Algorithm 1, line 4
             # Grouping by class from the CPU labels: no device→host sync in the step.
             partition = ClassPartition(batch.labels_cpu, self.dataset.num_classes)
-            result = self.objective.step(Z, partition)  # lines 5–11
+            try:
+                result = self.objective.step(Z, partition)  # lines 5–11
+            except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
+                raise NonFiniteLoss(self.global_step) from None
             self.optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             self.optimizer.step()  # line 12: θ ← θ − ν_θ ∇_θ (μ/2m) M

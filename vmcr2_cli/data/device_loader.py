@@ -1,0 +1,208 @@
+"""The training set on the device, batched, augmented and normalised there (DESIGN §6).
+
+The whole set lives on the device as uint8. Each epoch is a permutation, each batch is
+indexed on the device, augmented there in a few batched tensor ops and converted to
+normalised floats. A CPU copy of the labels goes with each batch, so the objectives can
+group samples by class without a device→host synchronisation.
+
+Reproducibility contract (the trainer's exact resume relies on it): the permutation of
+epoch e depends only on (seed, e), and the augmentation of batch (e, t) only on
+(seed, e, t), each drawn from its own explicitly seeded CPU ``torch.Generator`` — never
+the global RNG. A run resumed at any (epoch, step) therefore sees exactly the batches
+the uninterrupted run would have, on any device. Drawing on the CPU costs a randperm per
+epoch and a (B, 3) integer tensor per batch; both go to the device without a sync.
+
+With ``world_size`` > 1 (DDP), every rank draws the same global batch and keeps its
+contiguous share: the union over ranks is the single-process batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+
+from vmcr2_cli.data import augment as augmentations
+from vmcr2_cli.data.seeding import cpu_generator
+from vmcr2_cli.errors import BadInput
+
+
+class Batch(NamedTuple):
+    """One batch: normalised float images (B, C, H, W) and int64 labels (B,) on the
+    device, and the same labels on the CPU. Unpacks as ``images, labels, labels_cpu``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    labels_cpu: torch.Tensor
+
+
+class Normalizer:
+    """uint8 (B, C, H, W) → float (x/255 − mean)/std, optionally channels_last."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int, device, dtype=torch.float32, channels_last=False):
+        mean_t = torch.as_tensor(mean, dtype=torch.float64).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float64).flatten()
+        if mean_t.numel() == 1:
+            mean_t = mean_t.expand(channels)
+        if std_t.numel() == 1:
+            std_t = std_t.expand(channels)
+        if mean_t.numel() != channels or std_t.numel() != channels:
+            raise ValueError(f"mean and std need 1 or {channels} values, got {mean_t.numel()} and {std_t.numel()}")
+        if (std_t <= 0).any():
+            raise ValueError(f"std must be positive, got {std_t.tolist()}")
+        # (x/255 − mean)/std = x·scale − shift, computed once in float64.
+        self.scale = (1.0 / (255.0 * std_t)).to(device=device, dtype=dtype).view(1, -1, 1, 1)
+        self.shift = (mean_t / std_t).to(device=device, dtype=dtype).view(1, -1, 1, 1)
+        self.dtype = dtype
+        self.channels_last = channels_last
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images.to(self.dtype).mul_(self.scale).sub_(self.shift)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host→device copy that does not make the host wait (pinned staging on CUDA)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _check_split(images: torch.Tensor, labels: torch.Tensor) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+
+
+class DeviceLoader:
+    """Batches of the whole training set, held on ``device`` as uint8.
+
+    ``images``: uint8 (N, C, H, W); ``labels``: int64 (N,); ``batch_size``: the global
+    batch; ``augment``: "crop-flip", "flip" or "none"; ``mean``/``std``: per channel on the
+    [0, 1] scale (or one value); ``drop_last``: skip the last partial batch (the paper's
+    objectives want full batches); ``channels_last``: the memory format of the output;
+    ``padding``: the crop padding of "crop-flip"; ``rank``/``world_size``: this process's
+    share of each batch under DDP.
+
+    >>> loader = DeviceLoader(ds.train_images, ds.train_labels, 1000, "cuda", mean=ds.mean, std=ds.std)
+    >>> for step, (images, labels, labels_cpu) in loader.epoch(epoch, start_step=step0): ...
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        device: str | torch.device = "cpu",
+        *,
+        augment: str = "crop-flip",
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.5,),
+        seed: int = 0,
+        drop_last: bool = True,
+        channels_last: bool = False,
+        padding: int = augmentations.CROP_PADDING,
+        rank: int = 0,
+        world_size: int = 1,
+        dtype: torch.dtype = torch.float32,
+    ):
+        _check_split(images, labels)
+        self.augment = augmentations.check_augment(augment)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size or batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must split evenly over world_size {world_size} (rank {rank})")
+        if drop_last and images.shape[0] < batch_size:
+            raise BadInput(
+                f"batch size {batch_size} is larger than the training set ({images.shape[0]} images): "
+                "lower the batch size or keep the last partial batch"
+            )
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.drop_last = drop_last
+        self.padding = padding
+        self.rank = rank
+        self.world_size = world_size
+        self.num_samples = images.shape[0]
+        self.images = images.to(self.device)
+        self.labels = labels.to(device=self.device, dtype=torch.int64)
+        self.labels_cpu = labels.to(device="cpu", dtype=torch.int64)
+        self.normalize = Normalizer(mean, std, images.shape[1], self.device, dtype, channels_last)
+        divide = math.floor if drop_last else math.ceil
+        self.steps_per_epoch = divide(self.num_samples / batch_size)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order of epoch ``epoch``: int64 (N,) on the CPU, from (seed, epoch) only."""
+        return torch.randperm(self.num_samples, generator=cpu_generator(self.seed, "epoch-permutation", epoch))
+
+    def augment_params(self, epoch: int, step: int, count: int) -> torch.Tensor:
+        """The augmentation choices of the global batch (epoch, step), from (seed, epoch, step) only."""
+        generator = cpu_generator(self.seed, "augment", epoch, step)
+        return augmentations.draw_params(self.augment, count, generator, self.padding)
+
+    def batch_indices(self, epoch: int, step: int) -> torch.Tensor:
+        """The dataset indices of the global batch (epoch, step), on the CPU (all ranks)."""
+        return self.permutation(epoch)[step * self.batch_size : (step + 1) * self.batch_size]
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[int, Batch]]:
+        """Yield ``(step, batch)`` for steps ``start_step`` … ``steps_per_epoch − 1`` of ``epoch``."""
+        if not 0 <= start_step <= self.steps_per_epoch:
+            raise ValueError(f"start_step must be in [0, {self.steps_per_epoch}], got {start_step}")
+        order_cpu = self.permutation(epoch)
+        order = _to_device(order_cpu, self.device)  # one copy per epoch; batches are sliced on the device
+        for step in range(start_step, self.steps_per_epoch):
+            start, stop = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
+            params = self.augment_params(epoch, step, stop - start)
+            # This rank's contiguous share of the global batch (all of it without DDP).
+            low = start + (stop - start) * self.rank // self.world_size
+            high = start + (stop - start) * (self.rank + 1) // self.world_size
+            shard, params = slice(low, high), params[low - start : high - start]
+            indices = order[shard]
+            images = self.images.index_select(0, indices)
+            if self.augment != "none":
+                images = augmentations.apply(self.augment, images, _to_device(params, self.device), self.padding)
+            yield step, Batch(self.normalize(images), self.labels.index_select(0, indices), self.labels_cpu[order_cpu[shard]])
+
+    def eval_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
+        """The whole set in dataset order, unaugmented, the last partial batch kept (all ranks)."""
+        yield from _eval_batches(self.images, self.labels, self.labels_cpu, batch_size or self.batch_size, self.device, self.normalize)
+
+
+def iterate_eval(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    *,
+    mean: Sequence[float] = (0.5,),
+    std: Sequence[float] = (0.5,),
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[Batch]:
+    """Evaluation batches of any split (on the CPU or the device): dataset order, no
+    augmentation, the last partial batch kept. Each batch is moved to ``device`` as needed."""
+    _check_split(images, labels)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = torch.device(device)
+    normalize = Normalizer(mean, std, images.shape[1], device, dtype, channels_last)
+    labels_cpu = labels.to(device="cpu", dtype=torch.int64)
+    yield from _eval_batches(images, labels.to(torch.int64), labels_cpu, batch_size, device, normalize)
+
+
+def _eval_batches(images, labels, labels_cpu, batch_size, device, normalize) -> Iterator[Batch]:
+    for start in range(0, images.shape[0], batch_size):
+        stop = start + batch_size
+        yield Batch(
+            normalize(_to_device(images[start:stop], device)),
+            _to_device(labels[start:stop], device),
+            labels_cpu[start:stop],
+        )

@@ -1,0 +1,182 @@
+"""The interface the trainer uses for every objective: ``step(Z, labels) -> StepResult``.
+
+Each objective's ``step`` returns the loss to MINIMIZE w.r.t. the featurizer's θ and
+a dict of 0-dim detached metric tensors that stay on the device (no host sync; the
+trainer accumulates them and reads them at log points). Trainable parameters of an
+objective (the CE head) are its ``parameters()``; V-MCR²'s Γ and A are buffers,
+updated by the objective itself and saved in its ``state_dict()``.
+
+Validation: ``validate=None`` (the default) runs the value checks on the CPU, where
+they cost no sync, and skips them on accelerators; failed factorizations still give
+NaN there, never a plausible number (see ``numerics.py``). Labels are best passed on
+the CPU (see ``partition.py``).
+
+Adding an objective: a subclass and one line in ``OBJECTIVES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .cross_entropy import CrossEntropy
+from .partition import ClassPartition
+from .rate_reduction import RateReduction, rate_reduction
+from .validation import check_positive, check_positive_int
+from .variational import VariationalMCR2
+
+
+class StepResult(NamedTuple):
+    """loss: 0-dim tensor to minimize w.r.t. θ; metrics: name → 0-dim detached tensor."""
+
+    loss: Tensor
+    metrics: dict[str, Tensor]
+
+
+class TrainingObjective(nn.Module):
+    """Base class: ``name``, ``metric_names`` and ``step``."""
+
+    name: ClassVar[str]
+    metric_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, num_classes: int, eps2: float, dtype: torch.dtype, validate: bool | None) -> None:
+        super().__init__()
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.eps2 = check_positive("eps2", eps2)
+        self.dtype = dtype
+        self.validate = validate
+
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
+        """One training step's loss and metrics for features Z (m, d) and labels (m,) (or their partition)."""
+        raise NotImplementedError
+
+    def _validating(self, Z: Tensor) -> bool:
+        return Z.device.type == "cpu" if self.validate is None else self.validate
+
+    def _exact_metrics(self, Z: Tensor, partition: ClassPartition, validate: bool) -> dict[str, Tensor]:
+        """The exact r, r_c, delta_r of the batch, without a graph."""
+        with torch.no_grad():
+            rr = rate_reduction(Z.detach(), partition, self.num_classes, self.eps2, self.dtype, validate=validate)
+        return _rate_metrics(rr)
+
+
+class MCR2Objective(TrainingObjective):
+    """MCR² (eq. 1): loss = −ΔR of the batch, by the batched fast path."""
+
+    name = "mcr2"
+    metric_names = ("r", "r_c", "delta_r")
+
+    def __init__(self, num_classes: int, *, eps2: float = 0.5, dtype: torch.dtype = torch.float32,
+                 validate: bool | None = None) -> None:
+        super().__init__(num_classes, eps2, dtype, validate)
+
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
+        rr = rate_reduction(Z, labels, self.num_classes, self.eps2, self.dtype, validate=self._validating(Z))
+        return StepResult(loss=-rr.delta_r, metrics=_rate_metrics(rr))
+
+
+class VMCR2Objective(TrainingObjective):
+    """V-MCR² (eq. 7, Algorithm 1): a proximal step on Γ, A, then loss = μ/(2m)·M for θ.
+
+    Latching (Algorithm 2) is the trainer's to schedule: ``objective.variational.latch``
+    or ``latch_from_moments``.
+    """
+
+    name = "vmcr2"
+    metric_names = ("r", "r_c", "delta_r", "r_v", "r_c_v", "m_term")
+
+    def __init__(self, feature_dim: int, num_classes: int, dictionary_size: int, *, eps2: float = 0.5,
+                 mu: float = 1.0, nu_gamma: float = 5.0, nu_A: float = 5.0, dtype: torch.dtype = torch.float32,
+                 validate: bool | None = None) -> None:
+        super().__init__(num_classes, eps2, dtype, validate)
+        self.variational = VariationalMCR2(
+            feature_dim, num_classes, dictionary_size, eps2=eps2, mu=mu, nu_gamma=nu_gamma, nu_A=nu_A, dtype=dtype
+        )
+
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
+        validate = self._validating(Z)
+        partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
+        # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
+        terms = self.variational.proximal_step(Z, partition, validate=validate)
+        # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
+        loss = self.variational.theta_loss(Z, partition, validate=validate)
+        metrics = self._exact_metrics(Z, partition, validate)
+        metrics.update(r_v=terms.r_v.detach(), r_c_v=terms.r_c_v.detach(), m_term=terms.m_term.detach())
+        return StepResult(loss=loss, metrics=metrics)
+
+
+class CEObjective(TrainingObjective):
+    """Cross-entropy of a linear head on Z; exact ΔR and the head's accuracy as metrics."""
+
+    name = "ce"
+    metric_names = ("r", "r_c", "delta_r", "accuracy")
+
+    def __init__(self, feature_dim: int, num_classes: int, *, eps2: float = 0.5, dtype: torch.dtype = torch.float32,
+                 validate: bool | None = None) -> None:
+        super().__init__(num_classes, eps2, dtype, validate)
+        self.cross_entropy = CrossEntropy(feature_dim, num_classes)
+
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
+        partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
+        partition.check_batch(Z)
+        logits = self.cross_entropy.logits(Z)
+        targets = partition.labels_on(Z.device)
+        loss = nn.functional.cross_entropy(logits, targets)
+        metrics = self._exact_metrics(Z, partition, self._validating(Z))
+        metrics["accuracy"] = (logits.detach().argmax(dim=1) == targets).to(torch.float32).mean()
+        return StepResult(loss=loss, metrics=metrics)
+
+
+def _rate_metrics(rr: RateReduction) -> dict[str, Tensor]:
+    return {"r": rr.r.detach(), "r_c": rr.r_c.detach(), "delta_r": rr.delta_r.detach()}
+
+
+def _build_mcr2(feature_dim, num_classes, *, eps2, mu, nu_gamma, nu_A, dictionary_size, dtype, validate):
+    return MCR2Objective(num_classes, eps2=eps2, dtype=dtype, validate=validate)
+
+
+def _build_vmcr2(feature_dim, num_classes, *, eps2, mu, nu_gamma, nu_A, dictionary_size, dtype, validate):
+    if dictionary_size is None:
+        raise ValueError("the vmcr2 objective needs dictionary_size (q; the paper uses 10·k or 20·k)")
+    return VMCR2Objective(feature_dim, num_classes, dictionary_size, eps2=eps2, mu=mu, nu_gamma=nu_gamma,
+                          nu_A=nu_A, dtype=dtype, validate=validate)
+
+
+def _build_ce(feature_dim, num_classes, *, eps2, mu, nu_gamma, nu_A, dictionary_size, dtype, validate):
+    return CEObjective(feature_dim, num_classes, eps2=eps2, dtype=dtype, validate=validate)
+
+
+OBJECTIVES: dict[str, Callable[..., TrainingObjective]] = {
+    "mcr2": _build_mcr2,
+    "vmcr2": _build_vmcr2,
+    "ce": _build_ce,
+}
+
+
+def build_objective(
+    name: str,
+    feature_dim: int,
+    num_classes: int,
+    *,
+    eps2: float = 0.5,
+    mu: float = 1.0,
+    nu_gamma: float = 5.0,
+    nu_A: float = 5.0,
+    dictionary_size: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    validate: bool | None = None,
+) -> TrainingObjective:
+    """The objective called ``name`` (one of ``OBJECTIVES``), with the paper's defaults.
+
+    ``dictionary_size`` (q) is required for "vmcr2" and ignored by the others, as are
+    mu, nu_gamma and nu_A.
+    """
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(sorted(OBJECTIVES))}")
+    return OBJECTIVES[name](
+        feature_dim, num_classes, eps2=eps2, mu=mu, nu_gamma=nu_gamma, nu_A=nu_A,
+        dictionary_size=dictionary_size, dtype=dtype, validate=validate,
+    )

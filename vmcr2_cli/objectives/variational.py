@@ -1,0 +1,427 @@
+"""V-MCR²: the variational form of MCR² (paper eq. 7), its proximal step and latching.
+
+Rows of Z are samples: Z is (m, d) and the paper's Z Diag(Π_j) Zᵀ is Z_jᵀZ_j here.
+With Γ ∈ R^{d×q} (unit columns), A ∈ R^{q×k} (A ≥ 0), γ_j = m_j/m, α = d/(m ε²),
+α_j = d/(m_j ε²), a = Σ_j A_j:
+
+    R^v   = ½ logdet(I + α Γ Diag(a) Γᵀ)
+    R_c^v = Σ_j γ_j/2 · Σ_l log(1 + α_j A_lj)
+    M     = Σ_j (1/γ_j) ‖Z_jᵀZ_j − Γ Diag(A_j) Γᵀ‖²_F
+    objective (maximized over θ, Γ, A):  R^v − R_c^v − μ/(2m)·M
+
+M is evaluated through the expansion of appendix eq. 9, class by class:
+
+    ‖Z_jᵀZ_j − Γ Diag(A_j) Γᵀ‖²_F = ‖Z_j Z_jᵀ‖²_F − 2⟨A_j, S_j⟩ + A_jᵀ (ΓᵀΓ)^⊙2 A_j,
+    S_lj = Σ_{i∈j} (γ_lᵀ z_i)²          (the per-class sums of (ΓᵀZᵀ)^⊙2)
+
+so nothing of size k×d×d is ever formed: the cost is one m×d×q product P = ZΓ,
+the small per-class Grams, and q×q products with ΓᵀΓ.
+
+Classes absent from a batch (m_j = 0) contribute nothing to R_c^v and M (their
+weight γ_j is 0) and the proximal step leaves their columns of A unchanged.
+
+Features must have unit rows (the constraint Z ∈ S of eq. 7); with ``validate=True``
+(the default) every method checks it, see ``validation.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .numerics import COMPUTE_DTYPES, add_identity, cholesky_factor, full_precision, inverse_from_cholesky
+from .partition import ClassPartition, as_partition
+from .rate_reduction import class_grams, class_second_moments
+from .validation import check_features, check_positive, check_positive_int
+
+
+class VariationalTerms(NamedTuple):
+    """The terms of eq. 7, each a 0-dim tensor; ``m_term`` is M (loss weight μ/(2m))."""
+
+    r_v: Tensor
+    r_c_v: Tensor
+    m_term: Tensor
+    delta_r_v: Tensor
+
+
+class VariationalGradients(NamedTuple):
+    """One evaluation of eq. 7 with its ascent direction (Algorithm 1, lines 5–6).
+
+    terms: eq. 7 at the current Γ, A; grad_gamma (d, q) and grad_A (q, k): gradients of
+    R^v − R_c^v − μ/(2m)·M; L_gamma, L_A: eqs. 17 and 19 (0-dim tensors).
+    """
+
+    terms: VariationalTerms
+    grad_gamma: Tensor
+    grad_A: Tensor
+    L_gamma: Tensor
+    L_A: Tensor
+
+
+@dataclass(frozen=True)
+class _ClassWeights:
+    """Per-class scalars of eq. 7 for one batch, (k,) tensors; zero for absent classes."""
+
+    m: int
+    present: Tensor  # m_j > 0
+    sizes: Tensor  # m_j
+    inverse_gamma: Tensor  # 1/γ_j = m/m_j, the class weights of M
+    alpha_j: Tensor  # α_j = d/(m_j ε²)
+
+
+class VariationalMCR2(nn.Module):
+    """Γ and A of eq. 7 (as buffers, so they go in checkpoints) and the maths on them.
+
+    Args:
+        feature_dim: d.
+        num_classes: k.
+        dictionary_size: q, the number of columns of Γ.
+        eps2: the precision ε².
+        mu: μ, the weight of the matching term M.
+        nu_gamma, nu_A: ν_Γ and ν_A, the proximal step sizes in units of 1/L_Γ, 1/L_A.
+        dtype: float32 or float64; the buffers' dtype and the compute dtype.
+        generator: for the random initial dictionary.
+
+    Γ starts as random unit columns and A as zeros: Algorithm 1 latches first.
+    """
+
+    gamma: Tensor
+    A: Tensor
+
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        dictionary_size: int,
+        eps2: float = 0.5,
+        mu: float = 1.0,
+        nu_gamma: float = 5.0,
+        nu_A: float = 5.0,
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.feature_dim = check_positive_int("feature_dim", feature_dim)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.dictionary_size = check_positive_int("dictionary_size", dictionary_size)
+        self.eps2 = check_positive("eps2", eps2)
+        self.mu = check_positive("mu", mu)
+        self.nu_gamma = check_positive("nu_gamma", nu_gamma)
+        self.nu_A = check_positive("nu_A", nu_A)
+        if dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        gamma = torch.randn(feature_dim, dictionary_size, dtype=dtype, generator=generator)
+        self.register_buffer("gamma", gamma / torch.linalg.vector_norm(gamma, dim=0))
+        self.register_buffer("A", torch.zeros(dictionary_size, num_classes, dtype=dtype))
+        self._dictionary_cache: tuple | None = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"d={self.feature_dim}, k={self.num_classes}, q={self.dictionary_size}, "
+            f"eps2={self.eps2}, mu={self.mu}, nu_gamma={self.nu_gamma}, nu_A={self.nu_A}"
+        )
+
+    # ---- public API ----------------------------------------------------------------
+
+    def terms(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> VariationalTerms:
+        """The terms of eq. 7 for the current Γ, A on a batch (no gradient).
+
+        Args:
+            Z: (m, d) features with unit rows.
+            labels: (m,) classes in [0, k), or a ClassPartition of them.
+            validate: run the value checks (unit rows, finite entries, positive definite).
+        """
+        Z, partition = self._prepare(Z, labels, validate)
+        with torch.no_grad(), full_precision(Z.device):
+            weights = self._class_weights(partition, Z)
+            P = Z @ self.gamma
+            S = self._projection_energy(P, partition)
+            within = _within_class_energy(Z, partition)
+            G, G2, H = self._dictionary_products()
+            r_v, _ = self._expansion(G, Z.shape[1] / (Z.shape[0] * self.eps2), check=validate)
+            return self._terms(weights, r_v, within, S, H)
+
+    def gradients(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> VariationalGradients:
+        """Closed-form ∇_Γ, ∇_A of R^v − R_c^v − μ/(2m)·M and L_Γ, L_A (Alg. 1, lines 5–6).
+
+        Closed form rather than autograd so that the big products (ZΓ, ΓᵀΓ and those
+        with them) are each computed once. Z is treated as a constant.
+        """
+        Z, partition = self._prepare(Z.detach(), labels, validate)
+        with torch.no_grad(), full_precision(Z.device):
+            return self._gradients(Z, partition, check=validate)
+
+    def proximal_step(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> VariationalTerms:
+        """One proximal gradient-ascent step on Γ and A (Algorithm 1, lines 5–10).
+
+        Ascends R^v − R_c^v − μ/(2m)·M on a detached Z with steps ν_Γ/L_Γ and ν_A/L_A
+        (appendix eqs. 17, 19), then A ← ReLU(A) and Γ's columns renormalized. Both
+        gradients are taken at the current (Γ, A), a simultaneous update.
+
+        L_Γ (eq. 17) is approximate: it assumes ΓᵀΓ ≈ I (eq. 14), true near a latched
+        solution. Far from it — a random Γ with q ≫ d and a dense A — the paper's
+        ν_Γ = 5 can overshoot and lower the objective; ν ≤ 1 (plain 1/L steps) did not
+        in our tests, nor did ν = 5 from a latched state, which is where Algorithm 1
+        starts.
+
+        Returns:
+            The terms of eq. 7 before the update (for logging).
+        """
+        Z, partition = self._prepare(Z.detach(), labels, validate)
+        with torch.no_grad(), full_precision(Z.device):
+            # Lines 5–6: eq. 7 and its gradients, L_Γ and L_A.
+            ascent = self._gradients(Z, partition, check=validate)
+            # Lines 7–8: gradient ascent. L_Γ = 0 only when A = 0, where ∇_Γ = 0 too.
+            step_gamma = torch.where(ascent.L_gamma > 0, self.nu_gamma / ascent.L_gamma, 0)
+            gamma = self.gamma + step_gamma * ascent.grad_gamma
+            A = self.A + self.nu_A / ascent.L_A * ascent.grad_A
+            # Line 9: A ← ReLU(A). Columns of classes absent from the batch stay as they
+            # were: the batch says nothing about them, and only R^v (which grows with every
+            # A_lj) would act on them, inflating A_j without bound.
+            present = partition.counts_on(Z.device, Z.dtype) > 0
+            A = torch.where(present, torch.relu(A), self.A)
+            # Line 10: unit columns of Γ.
+            gamma = gamma / torch.linalg.vector_norm(gamma, dim=0).clamp_min(torch.finfo(Z.dtype).tiny)
+            self.gamma.copy_(gamma)
+            self.A.copy_(A)
+        return ascent.terms
+
+    def theta_loss(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> Tensor:
+        """μ/(2m)·M with the current Γ, A: the loss whose gradient updates θ (Alg. 1, lines 11–12).
+
+        Differentiable w.r.t. Z. Of eq. 9 only ‖Z_jZ_jᵀ‖² and ⟨A_j, S_j⟩ depend on Z;
+        the dictionary term A_jᵀ(ΓᵀΓ)^⊙2A_j is a constant, computed without a graph and
+        cached for the next proximal step.
+        """
+        Z, partition = self._prepare(Z, labels, validate)
+        with full_precision(Z.device):
+            m = Z.shape[0]
+            weights = self._class_weights(partition, Z)
+            weighted_A = self.A * weights.inverse_gamma
+            W_hat = weighted_A.T.index_select(0, partition.labels_on(Z.device))
+            cross = _WeightedProjectionEnergy.apply(Z, self.gamma, W_hat)  # Σ_j ⟨A_j, S_j⟩/γ_j
+            within = _within_class_energy(Z, partition)
+            with torch.no_grad():
+                _, _, H = self._dictionary_products()
+                dictionary = (weighted_A * H).sum()  # Σ_j A_jᵀ(ΓᵀΓ)^⊙2A_j/γ_j
+            m_term = (weights.inverse_gamma * within).sum() - 2 * cross + dictionary
+            return self.mu / (2 * m) * m_term
+
+    def matching_term_reference(self, Z: Tensor, labels: Tensor) -> Tensor:
+        """M of eq. 7 summed class by class with explicit d×d matrices (for tests only)."""
+        Z, partition = self._prepare(Z, labels, validate=True)
+        m = Z.shape[0]
+        total = Z.new_zeros(())
+        for j, m_j in enumerate(partition.counts.tolist()):
+            if m_j == 0:
+                continue
+            Z_j = Z[partition.labels_on(Z.device) == j]
+            residual = Z_j.T @ Z_j - (self.gamma * self.A[:, j]) @ self.gamma.T
+            total = total + (m / m_j) * residual.square().sum()
+        return total
+
+    def latch(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> None:
+        """Algorithm 2 on one batch: Γ, A from the top q/k eigenpairs of each Z_jᵀZ_j."""
+        Z, partition = self._prepare(Z, labels, validate)
+        moments = class_second_moments(Z, partition, self.num_classes, validate=False)
+        self.latch_from_moments(moments, partition.counts, batch_size=Z.shape[0])
+
+    def latch_from_moments(self, second_moments: Tensor, class_counts: Tensor, batch_size: int) -> None:
+        """Algorithm 2 from second moments accumulated over N samples (e.g. a dataset).
+
+        For each class j the top s = q/k eigenvectors of Z_jᵀZ_j become Γ's block
+        j·s … (j+1)·s − 1 and the eigenvalues, rescaled by m/N, become A's column j on
+        that block (zero elsewhere). The rescale brings the dataset's sums over ≈ N·γ_j
+        samples to the batch's scale, ≈ m·γ_j samples, which M compares A with.
+        All classes in one batched eigh.
+
+        Args:
+            second_moments: (k, d, d) Z_jᵀZ_j summed over the N samples
+                (see :func:`class_second_moments`; float64 recommended over a dataset).
+            class_counts: (k,) samples per class among the N.
+            batch_size: m, the training batch size.
+        """
+        k, d, q = self.num_classes, self.feature_dim, self.dictionary_size
+        if q % k != 0:
+            raise ValueError(f"latching needs dictionary_size (q={q}) divisible by num_classes (k={k})")
+        s = q // k
+        if s > d:
+            raise ValueError(f"latching needs q/k ≤ d: q/k = {s} eigenvectors per class, feature_dim d = {d}")
+        if tuple(second_moments.shape) != (k, d, d):
+            raise ValueError(
+                f"second_moments must have shape (k, d, d) = {(k, d, d)}, got {tuple(second_moments.shape)}"
+            )
+        if tuple(class_counts.shape) != (k,):
+            raise ValueError(f"class_counts must have shape (k,) = ({k},), got {tuple(class_counts.shape)}")
+        check_positive_int("batch_size", batch_size)
+        total = float(class_counts.sum())
+        if total <= 0 or bool((class_counts < 0).any()):
+            raise ValueError("class_counts must be non-negative with a positive sum")
+        dtype = torch.promote_types(self.gamma.dtype, second_moments.dtype)
+        with torch.no_grad(), full_precision(self.gamma.device):
+            moments = second_moments.to(device=self.gamma.device, dtype=dtype)
+            moments = (moments + moments.mT) / 2  # symmetric up to accumulated rounding
+            eigenvalues, eigenvectors = torch.linalg.eigh(moments)  # ascending
+            top_vectors = eigenvectors[..., -s:].flip(-1)  # (k, d, s)
+            top_values = eigenvalues[..., -s:].flip(-1).clamp_min(0) * (batch_size / total)
+            A = torch.zeros(k, s, k, dtype=dtype, device=moments.device)
+            classes = torch.arange(k, device=moments.device)
+            A[classes, :, classes] = top_values  # A[j·s + i, j] = σ_i of class j
+            self.gamma.copy_(top_vectors.permute(1, 0, 2).reshape(d, q))
+            self.A.copy_(A.reshape(q, k))
+
+    # ---- internals -----------------------------------------------------------------
+
+    def _prepare(self, Z: Tensor, labels: Tensor | ClassPartition, validate: bool) -> tuple[Tensor, ClassPartition]:
+        check_features(Z, validate=validate, unit_rows=True)
+        if Z.shape[1] != self.feature_dim:
+            raise ValueError(f"Z has {Z.shape[1]} features per row, this objective has feature_dim={self.feature_dim}")
+        if Z.device != self.gamma.device:
+            raise ValueError(f"Z is on {Z.device} but Γ and A are on {self.gamma.device}: move the module with .to()")
+        if self.gamma.dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"Γ and A must be float32 or float64, got {self.gamma.dtype}")
+        partition = as_partition(labels, self.num_classes, Z)
+        return Z.to(self.gamma.dtype), partition
+
+    def _class_weights(self, partition: ClassPartition, Z: Tensor) -> _ClassWeights:
+        m, d = Z.shape
+        sizes = partition.counts_on(Z.device, Z.dtype)
+        present = sizes > 0
+        safe_sizes = sizes.clamp_min(1)
+        return _ClassWeights(
+            m=m,
+            present=present,
+            sizes=sizes,
+            inverse_gamma=torch.where(present, m / safe_sizes, 0),
+            alpha_j=torch.where(present, d / (safe_sizes * self.eps2), 0),
+        )
+
+    def _projection_energy(self, P: Tensor, partition: ClassPartition) -> Tensor:
+        """S (q, k): S_lj = Σ_{i∈j} (γ_lᵀz_i)², from P = ZΓ."""
+        S = P.new_zeros(self.num_classes, P.shape[1])
+        return S.index_add_(0, partition.labels_on(P.device), P.square()).T
+
+    def _dictionary_products(self) -> tuple[Tensor, Tensor, Tensor]:
+        """ΓᵀΓ, (ΓᵀΓ)^⊙2 and (ΓᵀΓ)^⊙2 A, cached until Γ or A changes.
+
+        The q×q products are the most expensive part of a step after ZΓ; the θ-loss
+        computes them for the updated Γ, A and the next proximal step reuses them.
+        Staleness is detected by the buffers' identity and in-place version counters
+        (bumped by copy_, load_state_dict, latching).
+        """
+        key = (self.gamma, self.gamma._version, self.A, self.A._version)
+        cache = self._dictionary_cache
+        if cache is not None and all(
+            old is new if isinstance(new, Tensor) else old == new for old, new in zip(cache[0], key, strict=True)
+        ):
+            return cache[1]
+        with torch.no_grad(), full_precision(self.gamma.device):
+            G = self.gamma.T @ self.gamma
+            G2 = G.square()
+            products = (G, G2, G2 @ self.A)
+        self._dictionary_cache = (key, products)
+        return products
+
+    def _expansion(self, G: Tensor, alpha: float, *, check: bool) -> tuple[Tensor, Tensor]:
+        """R^v = ½ logdet(I + αΓDiag(a)Γᵀ) and KΓ, K = (I + αΓDiag(a)Γᵀ)⁻¹, on the smaller side.
+
+        d ≤ q: factor the d×d matrix. q < d: factor N = I_q + α Diag(√a) ΓᵀΓ Diag(√a)
+        (same determinant, Sylvester) and use Woodbury,
+        KΓ = Γ − αΓ Diag(√a) N⁻¹ Diag(√a) ΓᵀΓ.
+        """
+        gamma = self.gamma
+        a = self.A.sum(dim=1)
+        d, q = gamma.shape
+        what = "I + α·ΓDiag(a)Γᵀ of R^v"
+        if d <= q:
+            factor, logdet = cholesky_factor(add_identity(alpha * (gamma * a) @ gamma.T), check=check, what=what)
+            # K explicitly (O(d³)) then one d×d×q product: faster than triangular solves
+            # with q right-hand sides.
+            K_gamma = inverse_from_cholesky(factor) @ gamma
+        else:
+            root_a = a.sqrt()
+            N = add_identity(alpha * root_a[:, None] * G * root_a)
+            factor, logdet = cholesky_factor(N, check=check, what=what)
+            N_inverse = inverse_from_cholesky(factor)
+            K_gamma = gamma - alpha * gamma @ (root_a[:, None] * (N_inverse @ (root_a[:, None] * G)))
+        return logdet / 2, K_gamma
+
+    def _gradients(self, Z: Tensor, partition: ClassPartition, *, check: bool) -> VariationalGradients:
+        gamma, A, mu = self.gamma, self.A, self.mu
+        m, d = Z.shape
+        alpha = d / (m * self.eps2)
+        weights = self._class_weights(partition, Z)
+        # Eq. 7 with M through eq. 9.
+        P = Z @ gamma  # (m, q) = (ΓᵀZᵀ)ᵀ
+        S = self._projection_energy(P, partition)
+        within = _within_class_energy(Z, partition)  # ‖Z_jᵀZ_j‖²_F
+        G, G2, H = self._dictionary_products()  # ΓᵀΓ, (ΓᵀΓ)^⊙2, (ΓᵀΓ)^⊙2 A
+        r_v, K_gamma = self._expansion(G, alpha, check=check)
+        terms = self._terms(weights, r_v, within, S, H)
+
+        # ∇R^v: with K = (I + αΓDiag(a)Γᵀ)⁻¹, ∂R^v/∂Γ = αKΓDiag(a) and
+        # ∂R^v/∂A_lj = (α/2)·γ_lᵀKγ_l for every j.
+        # ∂R_c^v/∂A_lj = γ_j α_j / (2(1 + α_j A_lj)) = α / (2(1 + α_j A_lj)).
+        # ∂M/∂A_j = (2/γ_j)(H_j − S_j);  ∂M/∂Γ = 4Γ(B ∘ ΓᵀΓ) − 4Zᵀ(P ∘ Ŵ) (cf. eq. 10),
+        # B = Σ_j A_j A_jᵀ/γ_j and row i of Ŵ is A_{y_i}ᵀ/γ_{y_i} (sample i's class column).
+        a = A.sum(dim=1)
+        weighted_A = A * weights.inverse_gamma  # A_j / γ_j
+        B = weighted_A @ A.T
+        W_hat = weighted_A.T.index_select(0, partition.labels_on(Z.device))
+        grad_gamma = torch.addmm(Z.T @ (P * W_hat), gamma, B * G, alpha=-1)  # −∂M/∂Γ / 4
+        grad_gamma = torch.add(2 * mu / m * grad_gamma, K_gamma * a, alpha=alpha)
+        grad_A = (
+            (alpha / 2) * (gamma * K_gamma).sum(dim=0)[:, None]
+            - alpha / (2 * (1 + weights.alpha_j * A)) * weights.present
+            + (mu / m) * weights.inverse_gamma * (S - H)
+        )
+
+        # Lipschitz bounds of the gradients of μ/(2m)·M. The appendix assumes balanced
+        # classes, k/m = 1/(m γ_j); in general 1/m_j goes inside the class sum of eq. 17
+        # and eq. 19 takes the largest μ/m_j.
+        A_inf = A.amax(dim=0)  # ‖A_j‖_∞ (A ≥ 0)
+        L_gamma = (2 * mu / m) * (weights.inverse_gamma * (within.sqrt() * A_inf + A_inf.square())).sum()
+        L_A = (mu / m) * weights.inverse_gamma.max() * torch.linalg.matrix_norm(G2)
+        return VariationalGradients(terms, grad_gamma, grad_A, L_gamma, L_A)
+
+    def _terms(self, weights: _ClassWeights, r_v: Tensor, within: Tensor, S: Tensor, H: Tensor) -> VariationalTerms:
+        """Eq. 7's terms from the batch statistics; M by eq. 9, class by class."""
+        A = self.A
+        gamma_j = weights.sizes / weights.m
+        r_c_v = (gamma_j / 2 * torch.log1p(weights.alpha_j * A).sum(dim=0)).sum()
+        per_class = within - 2 * (A * S).sum(dim=0) + (A * H).sum(dim=0)
+        m_term = (weights.inverse_gamma * per_class).sum()
+        return VariationalTerms(r_v=r_v, r_c_v=r_c_v, m_term=m_term, delta_r_v=r_v - r_c_v)
+
+
+def _within_class_energy(Z: Tensor, partition: ClassPartition) -> Tensor:
+    """(k,) ‖Z_jᵀZ_j‖²_F = ‖Z_j Z_jᵀ‖²_F per class (0 if absent), differentiable."""
+    energy = Z.new_zeros(partition.num_classes)
+    for bucket, grams in class_grams(Z, partition):
+        energy = energy.index_copy(0, bucket.classes, grams.square().sum(dim=(-2, -1)))
+    return energy
+
+
+class _WeightedProjectionEnergy(torch.autograd.Function):
+    """Σ_il W_il (z_iᵀγ_l)², differentiable w.r.t. Z only (Γ and W are constants).
+
+    Autograd through P = ZΓ, P^⊙2, W ∘ P^⊙2 and the sum would keep two (m, q)
+    temporaries and spend three elementwise passes over them backward; this keeps
+    Q = W ∘ P and computes ∂/∂Z = 2QΓᵀ with one product.
+    """
+
+    @staticmethod
+    def forward(ctx, Z: Tensor, gamma: Tensor, W: Tensor) -> Tensor:
+        P = Z @ gamma
+        Q = P * W
+        ctx.save_for_backward(Q, gamma)
+        return torch.dot(Q.reshape(-1), P.reshape(-1))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        Q, gamma = ctx.saved_tensors
+        return (Q @ gamma.T).mul_(2 * grad), None, None
