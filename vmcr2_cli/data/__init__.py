@@ -15,7 +15,7 @@ are looked for), ``download``, one module per file format (``idx``, ``cifar``,
 from vmcr2_cli.data.augment import AUGMENTATIONS
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
 from vmcr2_cli.data.device_loader import Batch, DeviceLoader, iterate_eval
-from vmcr2_cli.data.discovery import ENV_DATA, ENV_OFFLINE, default_cache_dir, search_roots
+from vmcr2_cli.data.discovery import ENV_DATA, ENV_OFFLINE, ENV_SYSTEM_DATA, default_cache_dir, search_roots
 from vmcr2_cli.data.errors import DatasetCorrupt, DatasetNotFound
 from vmcr2_cli.data.label_noise import apply_label_noise
 from vmcr2_cli.data.registry import DATASETS, DatasetSpec, dataset_names, get_spec, load_dataset
@@ -26,6 +26,7 @@ __all__ = [
     "DATASETS",
     "ENV_DATA",
     "ENV_OFFLINE",
+    "ENV_SYSTEM_DATA",
     "Batch",
     "DatasetCorrupt",
     "DatasetNotFound",

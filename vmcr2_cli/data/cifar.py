@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -56,6 +55,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Protocol-2 pickles written by Python 3 rebuild bytes with _codecs.encode(str, "latin1").
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):

@@ -7,7 +7,8 @@ Search order (the first complete copy wins):
 3. the cache folder: the ``cache_dir`` argument, else ``$XDG_CACHE_HOME/vmcr2``,
    else ``~/.cache/vmcr2``; downloads and decoded caches go here;
 4. system copies (:data:`SYSTEM_DATA_ROOTS`; Debian's ``dataset-fashion-mnist`` package
-   installs ``/usr/share/datasets/fashion-mnist/*.gz``);
+   installs ``/usr/share/datasets/fashion-mnist/*.gz``), replaced by the folders in
+   ``VMCR2_SYSTEM_DATA`` when that variable is set (set it empty to search none: tests);
 5. a download into the cache folder, unless ``download=False`` or ``VMCR2_OFFLINE=1``.
 
 In each root a dataset's files may lie directly in the root or in a subfolder named
@@ -27,6 +28,7 @@ from vmcr2_cli.data.errors import DatasetNotFound, one_line
 
 ENV_DATA = "VMCR2_DATA"
 ENV_OFFLINE = "VMCR2_OFFLINE"
+ENV_SYSTEM_DATA = "VMCR2_SYSTEM_DATA"
 
 # Read at call time, so tests can monkeypatch it to () or to a temporary folder.
 SYSTEM_DATA_ROOTS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
@@ -47,6 +49,8 @@ class Layout:
     ``files``: the files of a complete copy. ``folders``: candidate folders relative to a
     root, "" being the root itself. ``archives``: candidate official archives relative to
     a root. ``gz_variants``: each file may also be stored gzipped as ``<file>.gz``.
+    ``described``: what to tell users to put there, when ``files`` (the files checked for)
+    does not say it all.
     """
 
     dataset: str
@@ -54,6 +58,7 @@ class Layout:
     folders: tuple[str, ...]
     archives: tuple[str, ...] = ()
     gz_variants: bool = False
+    described: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,9 @@ def search_roots(data_root: str | os.PathLike | None = None, cache_dir: str | os
         if part.strip():
             roots.append(SearchRoot(Path(part.strip()).expanduser(), ENV_DATA))
     roots.append(SearchRoot(Path(cache_dir).expanduser() if cache_dir else default_cache_dir(), "cache"))
-    roots.extend(SearchRoot(Path(p), "system") for p in SYSTEM_DATA_ROOTS)
+    system = os.environ.get(ENV_SYSTEM_DATA)
+    system_roots = SYSTEM_DATA_ROOTS if system is None else [p for p in system.split(os.pathsep) if p.strip()]
+    roots.extend(SearchRoot(Path(p), "system") for p in system_roots)
     unique, seen = [], set()
     for root in roots:
         key = os.path.abspath(root.path)
@@ -185,12 +192,12 @@ def find_dataset(
 
 def not_found_message(layout: Layout, roots: Sequence[SearchRoot], notes: Sequence[str], reason: str) -> str:
     """One line: what to put where, what was found wrong, and why no download happened."""
-    files = ", ".join(layout.files) + (" (each may be .gz)" if layout.gz_variants else "")
+    files = layout.described or ", ".join(layout.files) + (" (each may be .gz)" if layout.gz_variants else "")
     what = f"put {files}"
     if layout.archives:
         what += f", or the archive {layout.archives[0]},"
     places = ", ".join(str(r.path) for r in roots)
-    subfolders = [f"{f}/" for f in layout.folders if f]
+    subfolders = [f"{f}/" for f in layout.folders if f and "/" not in f]
     where = f"in one of {places}"
     if subfolders:
         where += f" (directly or in {' or '.join(subfolders)})"

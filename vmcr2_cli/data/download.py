@@ -42,7 +42,6 @@ def fetch(remote: RemoteFile, folder: Path) -> Path:
     Tries each mirror in turn; the file appears (atomically) only once its MD5 matches.
     Raises DownloadFailed naming every mirror's failure.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / remote.filename
     failures = []
     for url in remote.urls:
@@ -70,6 +69,7 @@ def _fetch_url(url: str, target: Path, md5: str) -> None:
     except Exception as error:  # URLError, timeouts, refused connections, anything else
         raise DownloadFailed(f"{url}: {one_line(error)}") from error
 
+    target.parent.mkdir(parents=True, exist_ok=True)  # only once a server answered
     # stderr: the progress bar must not pollute a command's --json output on stdout.
     console = Console(stderr=True)
     digest = hashlib.md5()
@@ -93,6 +93,7 @@ def _fetch_url(url: str, target: Path, md5: str) -> None:
                     progress.advance(task, len(chunk))
         if digest.hexdigest() != md5:
             raise DownloadFailed(f"{url}: checksum mismatch (MD5 {digest.hexdigest()}, expected {md5})")
+        os.chmod(partial, 0o644)  # mkstemp makes it private; a cache may be shared
         os.replace(partial, target)
     except DownloadFailed:
         raise

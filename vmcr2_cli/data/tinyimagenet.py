@@ -41,6 +41,7 @@ LAYOUT = Layout(
     (WNIDS, WORDS, VAL_ANNOTATIONS),
     (FOLDER, "", "tinyimagenet", f"tinyimagenet/{FOLDER}", "tiny-imagenet", f"tiny-imagenet/{FOLDER}"),
     (ARCHIVE, f"tinyimagenet/{ARCHIVE}", f"tiny-imagenet/{ARCHIVE}"),
+    described=f"{WNIDS}, {WORDS}, train/<wnid>/images/*.JPEG, val/images/*.JPEG and {VAL_ANNOTATIONS}",
 )
 REMOTE = RemoteFile(
     ARCHIVE,
@@ -205,6 +206,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; a cache may be shared
             os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):
