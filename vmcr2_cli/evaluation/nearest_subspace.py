@@ -1,22 +1,14 @@
-"""The nearest-subspace classifier of eq. 8."""
+"""The nearest-subspace classifier of eq. 8.
+
+Each class j is represented by V_j, the top p principal directions of the uncentred
+second moment Σ_{i∈j} z_i z_iᵀ of its training features (p = ⌊d/k⌋ in the paper); a
+test point goes to the class whose subspace leaves the smallest residual
+‖(I − V_j V_jᵀ) z‖², i.e. the largest projection ‖V_jᵀ z‖².
+"""
 
 from __future__ import annotations
 
 import torch
-
-
-def class_subspaces(second_moments: torch.Tensor, components: int, rel_tol: float = 1e-6) -> torch.Tensor:
-    """Top ``components`` principal directions of each class's uncentred second moment.
-
-    second_moments: (k, d, d), Σ_{i∈j} z_i z_iᵀ. Returns (k, d, p): orthonormal columns, with
-    the directions beyond a class's rank zeroed — a class with fewer samples than ``p``
-    has no meaningful further directions, and arbitrary ones would attract test points.
-    """
-    eigenvalues, eigenvectors = torch.linalg.eigh(second_moments.double())  # ascending
-    top_values = eigenvalues.flip(-1)[:, :components]
-    top_vectors = eigenvectors.flip(-1)[..., :components]
-    keep = top_values > rel_tol * eigenvalues[:, -1:].clamp_min(torch.finfo(torch.float64).tiny)
-    return (top_vectors * keep.unsqueeze(1)).to(second_moments.dtype)
 
 
 def default_components(feature_dim: int, num_classes: int) -> int:
@@ -24,13 +16,53 @@ def default_components(feature_dim: int, num_classes: int) -> int:
     return max(1, feature_dim // num_classes)
 
 
+def subspaces_from_eigh(eigenvalues: torch.Tensor, eigenvectors: torch.Tensor, components: int,
+                        rel_tol: float = 1e-6) -> torch.Tensor:
+    """The top ``components`` directions from ``torch.linalg.eigh`` output (ascending order).
+
+    eigenvalues: (k, d); eigenvectors: (k, d, d). Returns (k, d, p) with orthonormal
+    columns, except that directions beyond a class's numerical rank (eigenvalue below
+    ``rel_tol`` times the class's largest) are zero: a class with fewer samples than p
+    has no meaningful further directions, and arbitrary ones would attract test points.
+    A class with no samples gets an all-zero basis and never wins.
+    """
+    if components < 1:
+        raise ValueError(f"components must be at least 1, got {components}")
+    top_values = eigenvalues.flip(-1)[:, :components]
+    top_vectors = eigenvectors.flip(-1)[..., :components]
+    largest = eigenvalues[:, -1:].clamp_min(torch.finfo(eigenvalues.dtype).tiny)
+    keep = top_values > rel_tol * largest
+    return top_vectors * keep.unsqueeze(1)
+
+
+def class_subspaces(second_moments: torch.Tensor, components: int, rel_tol: float = 1e-6) -> torch.Tensor:
+    """Top ``components`` principal directions of each class's uncentred second moment.
+
+    second_moments: (k, d, d), Σ_{i∈j} z_i z_iᵀ. Returns (k, d, p) in the moments' dtype
+    (the eigendecomposition runs in float64); see :func:`subspaces_from_eigh`.
+    """
+    eigenvalues, eigenvectors = torch.linalg.eigh(second_moments.double())  # ascending
+    return subspaces_from_eigh(eigenvalues, eigenvectors, components, rel_tol).to(second_moments.dtype)
+
+
+def subspace_ranks(bases: torch.Tensor) -> torch.Tensor:
+    """(k,) the number of non-zero directions of each class's basis (k, d, p)."""
+    return (bases.abs().amax(dim=1) > 0).sum(dim=-1)
+
+
 def predict_nearest_subspace(Z: torch.Tensor, bases: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """argmin_j ‖(I − V_j V_jᵀ) z‖² = argmax_j ‖V_jᵀ z‖² (eq. 8) for each row z of Z."""
+    """argmin_j ‖(I − V_j V_jᵀ) z‖² = argmax_j ‖V_jᵀ z‖² (eq. 8) for each row z of Z.
+
+    Z: (n, d); bases: (k, d, p) with orthonormal (or zero) columns. Returns (n,) int64
+    class ids. Rows are processed ``chunk`` at a time, so memory is chunk·k·p.
+    """
     predictions = []
     for start in range(0, Z.shape[0], chunk):
-        block = Z[start:start + chunk].to(bases.dtype)
+        block = Z[start:start + chunk].to(device=bases.device, dtype=bases.dtype)
         projections = torch.einsum("nd,kdp->nkp", block, bases)
         predictions.append(projections.pow(2).sum(-1).argmax(1))
+    if not predictions:
+        return torch.zeros(0, dtype=torch.int64, device=bases.device)
     return torch.cat(predictions)
 
 
@@ -40,3 +72,11 @@ def nearest_subspace_accuracy(train_moments: torch.Tensor, test_features: torch.
     bases = class_subspaces(train_moments, components)
     predicted = predict_nearest_subspace(test_features, bases)
     return (predicted == test_labels.to(predicted.device)).float().mean().item()
+
+
+def per_class_recall(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(k,) float64: the fraction of each class's test samples predicted correctly (NaN if none)."""
+    labels = labels.to(predicted.device)
+    hits = torch.bincount(labels[predicted == labels], minlength=num_classes).double()
+    totals = torch.bincount(labels, minlength=num_classes).double()
+    return torch.where(totals > 0, hits / totals.clamp_min(1), torch.full_like(totals, float("nan"))).cpu()
