@@ -16,6 +16,9 @@ except ImportError:  # pragma: no cover - older Typer on the real click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from vmcr2_cli import __version__
+from vmcr2_cli.commands import compare as compare_command
+from vmcr2_cli.commands import eval as eval_command
+from vmcr2_cli.commands import latch as latch_command
 from vmcr2_cli.commands import train as train_command
 from vmcr2_cli.commands import watch as watch_command
 from vmcr2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, RunFailed
@@ -46,6 +49,9 @@ def _root(
 app.command("train")(train_command.train)
 app.command("profiles")(train_command.profiles)
 app.command("watch")(watch_command.watch)
+app.command("eval")(eval_command.eval_run)
+app.command("latch")(latch_command.latch)
+app.command("compare")(compare_command.compare)
 
 
 def _fail(message: str, code: int) -> None:

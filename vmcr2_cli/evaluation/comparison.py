@@ -1,0 +1,238 @@
+"""Runs side by side: what ``vmcr2 compare`` reads from each run directory and how it sums it up.
+
+Only the run-directory contract is read (meta.json, config.toml, metrics.jsonl,
+eval.json), so runs still training, interrupted or failed compare like finished ones:
+a last metrics line still being written is ignored, and a run with no epoch yet has
+empty curves and "—" in the table.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmcr2_cli.errors import BadInput
+from vmcr2_cli.evaluation.numbers import finite, fmt
+from vmcr2_cli.runs import RunDir, is_run_dir, runs_in
+from vmcr2_cli.tui.formatting import objective_label
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# What must agree for ΔR, R and R_c to be comparable across runs (the task and the scale).
+MUST_MATCH = ("dataset", "num_classes", "feature_dim", "eps2")
+
+
+@dataclass
+class RunRecord:
+    """One run as compare sees it. ``epochs`` are the epoch lines, one per epoch, in order."""
+
+    run: RunDir
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: dict[str, Any] | None = None  # eval.json
+    last_eval_line: dict[str, Any] | None = None  # the last `eval` line of metrics.jsonl
+
+    @property
+    def objective(self) -> str | None:
+        return self.config.get("objective") or self.meta.get("objective")
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.meta.get("num_classes") or (self.config.get("num_classes")
+                                                if self.config.get("dataset") == "synthetic" else None)
+
+    def key(self, name: str) -> Any:
+        return self.num_classes if name == "num_classes" else self.config.get(name, self.meta.get(name))
+
+
+def resolve_run_paths(paths: list[str | Path]) -> list[RunDir]:
+    """Each path a run (``runs/latest`` followed), or a folder whose run directories are all taken.
+
+    BadInput for a path that is neither, and for a run given twice.
+    """
+    runs: list[RunDir] = []
+    for path in paths:
+        folder = Path(path)
+        if folder.is_dir() and not is_run_dir(folder.resolve()):
+            found = list(runs_in(folder))
+            if found:
+                runs.extend(found)
+                continue
+        runs.append(RunDir.open(path))
+    seen: set[Path] = set()
+    for run in runs:
+        if run.path in seen:
+            raise BadInput(f"compare: run {run.path} is given twice")
+        seen.add(run.path)
+    return runs
+
+
+def read_run(run: RunDir) -> RunRecord:
+    """The parts of a run directory compare uses; tolerant of runs in any state."""
+    meta = run.read_meta()
+    config = _read_config_table(run)
+    by_epoch: dict[int, dict[str, Any]] = {}
+    last_eval = None
+    for line in run.read_metrics():
+        kind = line.get("type")
+        if kind == "epoch" and isinstance(line.get("epoch"), int):
+            # A resumed run may log an epoch again: the newer line wins, and drops what followed.
+            for later in [e for e in by_epoch if e >= line["epoch"]]:
+                del by_epoch[later]
+            by_epoch[line["epoch"]] = line
+        elif kind == "eval":
+            last_eval = line
+    epochs = [by_epoch[e] for e in sorted(by_epoch)]
+    return RunRecord(run, meta, config, epochs, run.read_eval(), last_eval)
+
+
+def _read_config_table(run: RunDir) -> dict[str, Any]:
+    """config.toml as a plain table: unvalidated, so runs of older or newer versions still compare."""
+    try:
+        with open(run.config_path, "rb") as file:
+            return tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise BadInput(f"run {run.path}: unreadable config.toml: {error}") from None
+
+
+def check_compatible(records: list[RunRecord]) -> list[str]:
+    """BadInput when the runs solve different tasks (dataset, classes, d, ε²); notes on lesser differences."""
+    first = records[0]
+    for record in records[1:]:
+        for name in MUST_MATCH:
+            a, b = first.key(name), record.key(name)
+            if a is not None and b is not None and a != b:
+                raise BadInput(f"compare: incompatible runs: {first.run.name} has {name} = {a}, "
+                               f"{record.run.name} has {name} = {b} (ΔR is not comparable; --mixed compares anyway)")
+    notes = []
+    for name, why in (("batch_size", "batch-level ΔR, R and R_c differ in scale with the batch size"),
+                      ("device", "epoch times (and the speedup) compare only on the same device")):
+        values = {str(record.meta.get(name) if name == "device" else record.key(name)) for record in records}
+        if len(values) > 1:
+            notes.append(f"the runs differ in {name} ({', '.join(sorted(values))}): {why}")
+    return notes
+
+
+def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run, in order; ``speedup`` is the first run's median epoch time over each run's."""
+    rows = [_row(record) for record in records]
+    labels = run_labels(records)
+    reference = rows[0]["epoch_time_median_s"] if rows else None
+    for row, label in zip(rows, labels):
+        row["label"] = label
+        median = row["epoch_time_median_s"]
+        row["speedup"] = reference / median if reference and median else None
+    return rows
+
+
+def run_labels(records: list[RunRecord]) -> list[str]:
+    """The objective's name, with the run's name when several runs share an objective."""
+    objectives = [record.objective for record in records]
+    return [objective_label(objective) if objectives.count(objective) == 1
+            else f"{objective_label(objective)} ({record.run.name})"
+            for objective, record in zip(objectives, records)]
+
+
+def _row(record: RunRecord) -> dict[str, Any]:
+    epochs = record.epochs
+    delta = [(e["epoch"], e.get("delta_r")) for e in epochs if finite(e.get("delta_r")) is not None]
+    times = [e["epoch_time_s"] for e in epochs if finite(e.get("epoch_time_s")) is not None]
+    last = epochs[-1] if epochs else {}
+    best = max(delta, key=lambda pair: pair[1]) if delta else (None, None)
+    accuracy, head, source = _test_accuracy(record)
+    return {
+        "run_id": record.run.name,
+        "run_dir": str(record.run.path),
+        "objective": record.objective,
+        "profile": record.meta.get("profile"),
+        "dataset": record.key("dataset"),
+        "num_classes": record.num_classes,
+        "feature_dim": record.key("feature_dim"),
+        "batch_size": record.key("batch_size"),
+        "seed": record.key("seed"),
+        "device": record.meta.get("device"),
+        "status": record.meta.get("status", "unknown"),
+        "epochs_done": len(epochs),
+        "epochs_total": record.key("epochs"),
+        "delta_r_final": finite(last.get("delta_r")),
+        "delta_r_best": finite(best[1]),
+        "delta_r_best_epoch": None if best[0] is None else best[0] + 1,
+        "r_final": finite(last.get("r")),
+        "r_c_final": finite(last.get("r_c")),
+        "test_accuracy": accuracy,
+        "head_accuracy": head,
+        "test_accuracy_source": source,
+        "epoch_time_mean_s": statistics.fmean(times) if times else None,
+        "epoch_time_median_s": statistics.median(times) if times else None,
+    }
+
+
+def _test_accuracy(record: RunRecord) -> tuple[float | None, float | None, str | None]:
+    """Nearest-subspace (and CE head) test accuracy: eval.json, else training's final eval line."""
+    for source, values in (("eval.json", record.evaluation), ("training end", record.last_eval_line)):
+        if values and finite(values.get("nearest_subspace_accuracy")) is not None:
+            return values["nearest_subspace_accuracy"], finite(values.get("head_accuracy")), source
+    return None, None, None
+
+
+def curves(records: list[RunRecord]):
+    """The Figure-1 series of each run, labelled as in the table."""
+    from vmcr2_cli.plots.curves import Curve
+
+    result = []
+    for record, label in zip(records, run_labels(records)):
+        xs = [e["epoch"] + 1 for e in record.epochs]
+        values = {key: [finite(e.get(key)) for e in record.epochs] for key in ("delta_r", "r", "r_c")}
+        result.append(Curve(label, record.objective, record.meta.get("status", "unknown"), xs, values))
+    return result
+
+
+def to_markdown(rows: list[dict[str, Any]], figure: Path | None, notes: list[str], markdown_path: Path) -> str:
+    """The comparison as a Markdown document: the table, the notes and the figure."""
+    header = ["run", "objective", "profile", "dataset", "classes", "status", "epochs", "final ΔR", "best ΔR",
+              "R", "R_c", "test accuracy", "epoch time mean / median (s)", "speedup"]
+    lines = [f"# Comparison of {len(rows)} run{'s' if len(rows) != 1 else ''}", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in table_cells(rows):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines.append("")
+    lines.append("ΔR, R and R_c are the means over each epoch's training batches, as logged during training; "
+                 "the speedup is the first run's median epoch time divided by each run's.")
+    for note in notes:
+        lines.append(f"\n*Note: {note}.*")
+    if figure is not None:
+        relative = os.path.relpath(figure, Path(markdown_path).resolve().parent)
+        lines += ["", f"![ΔR, R and R_c over epochs]({relative})"]
+    return "\n".join(lines) + "\n"
+
+
+def table_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Each row's cells as text, in the order of the table's columns (terminal and Markdown)."""
+    cells = []
+    for row in rows:
+        total = row["epochs_total"]
+        accuracy = "not evaluated" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
+        if row["head_accuracy"] is not None:
+            accuracy += f" (head {row['head_accuracy']:.4f})"
+        if row["test_accuracy_source"] == "training end":
+            accuracy += " †"
+        best = fmt(row["delta_r_best"])
+        if row["delta_r_best_epoch"] is not None:
+            best += f" @{row['delta_r_best_epoch']}"
+        cells.append([
+            row["run_id"], row["label"], str(row["profile"] or "—"), str(row["dataset"] or "—"),
+            str(row["num_classes"] or "—"), row["status"],
+            f"{row['epochs_done']}/{total}" if total else str(row["epochs_done"]),
+            fmt(row["delta_r_final"]), best, fmt(row["r_final"]), fmt(row["r_c_final"]), accuracy,
+            f"{fmt(row['epoch_time_mean_s'], '.2f')} / {fmt(row['epoch_time_median_s'], '.2f')}",
+            "—" if row["speedup"] is None else f"{row['speedup']:.2f}×",
+        ])
+    return cells

@@ -1,0 +1,97 @@
+"""A run's checkpoint brought back to life: config, dataset, model and objective on a device.
+
+Shared by ``vmcr2 eval`` and ``vmcr2 latch``. The commands first :func:`open_run` (cheap:
+config.toml and meta.json, every check of the user's input), then :func:`load_run` (the
+dataset, the model and the checkpoint's weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmcr2_cli.config import TrainConfig, load_config_file
+from vmcr2_cli.errors import BadInput
+from vmcr2_cli.runs import CHECKPOINT_FILE, RunDir
+
+
+@dataclass(frozen=True)
+class OpenedRun:
+    """A run directory with its resolved configuration and its meta.json."""
+
+    run: RunDir
+    config: TrainConfig
+    meta: dict[str, Any]
+
+
+@dataclass
+class LoadedRun:
+    """A run at its last checkpoint: ``trainer`` holds the model and objective with its weights."""
+
+    run: RunDir
+    config: TrainConfig
+    meta: dict[str, Any]
+    state: dict[str, Any]  # the checkpoint, on the CPU
+    dataset: Any  # ImageDataset
+    trainer: Any  # Trainer
+    device: Any  # torch.device
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed at the checkpoint."""
+        return int(self.state.get("epoch", 0))
+
+    @property
+    def global_step(self) -> int:
+        return int(self.state.get("global_step", 0))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The dataset's class names, or the class numbers when it has none."""
+        k = self.dataset.num_classes
+        names = list(getattr(self.dataset, "class_names", None) or [])
+        return names if len(names) == k else [str(j) for j in range(k)]
+
+
+def open_run(path: str | Path) -> OpenedRun:
+    """The run at ``path`` (``runs/latest`` followed); BadInput if it is not a readable run."""
+    run = RunDir.open(path)
+    return OpenedRun(run, load_config_file(run.config_path), run.read_meta())
+
+
+def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path | None = None,
+             purpose: str = "eval", log: Callable[[str], None] = lambda text: None) -> LoadedRun:
+    """Rebuild ``opened``'s model and objective from ``checkpoints/last.pt`` on ``device``.
+
+    Args:
+        device: where to compute (auto, cpu, cuda, cuda:N), whatever device the run trained on.
+        data_root: where the dataset's files are, when not where the run found them.
+        purpose: the command's name, for messages.
+    """
+    from vmcr2_cli.training.setup import load_training_data, resolve_device
+    from vmcr2_cli.training.trainer import Trainer
+
+    run = opened.run
+    try:
+        torch_device = resolve_device(device)
+    except RuntimeError:  # torch.device() of a malformed name
+        raise BadInput(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    if not run.checkpoint_path.is_file():
+        raise BadInput(f"{purpose} {run.path}: the run has no checkpoint yet ({CHECKPOINT_FILE})")
+    changes: dict[str, Any] = {"device": device}
+    if data_root is not None:
+        changes["data_root"] = str(data_root)
+    config = dataclasses.replace(opened.config, **changes)
+    state = run.load_checkpoint(map_location="cpu")
+    log(f"loading {config.dataset} for {run.name}…")
+    dataset = load_training_data(config)
+    trainer = Trainer(config, dataset, run, torch_device)
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInput(f"{purpose} {run.path}: the checkpoint does not fit the run's config.toml: {first}") from None
+    return LoadedRun(run, config, opened.meta, state, dataset, trainer, torch_device)
