@@ -8,7 +8,8 @@ A reusable library; rows of Z are samples::
 Modules: ``partition`` (a batch grouped by class, once), ``rate_reduction`` (exact
 ΔR, batched, and the per-class reference), ``variational`` (Γ, A, the proximal step,
 latching), ``cross_entropy`` (the CE head), ``training`` (the trainer's interface),
-``numerics`` (precision and Cholesky policy), ``validation`` (input checks).
+``numerics`` (precision and Cholesky policy), ``validation`` (input checks),
+``sharding`` (a batch spread over data-parallel processes).
 """
 
 from .cross_entropy import CrossEntropy
@@ -21,6 +22,7 @@ from .rate_reduction import (
     rate_reduction,
     rate_reduction_reference,
 )
+from .sharding import Collective, whole_batch
 from .training import (
     OBJECTIVES,
     CEObjective,
@@ -36,6 +38,7 @@ from .variational import VariationalGradients, VariationalMCR2, VariationalTerms
 __all__ = [
     "CEObjective",
     "ClassPartition",
+    "Collective",
     "CrossEntropy",
     "MCR2Objective",
     "NonFiniteFeaturesError",
@@ -53,4 +56,5 @@ __all__ = [
     "coding_rate",
     "rate_reduction",
     "rate_reduction_reference",
+    "whole_batch",
 ]

@@ -97,6 +97,7 @@ class ClassPartition:
         self.n_max = int(self.counts.max())
         self._device_copies: dict[tuple, Tensor] = {}
         self._buckets: dict[tuple, tuple[ClassBucket, ...]] = {}
+        self._shares: dict[tuple[int, int], ClassPartition] = {}
 
     # ---- device copies -------------------------------------------------------------
 
@@ -125,6 +126,25 @@ class ClassPartition:
                 f"labels has {self.num_samples} entries but Z has {Z.shape[0]} rows: "
                 f"one label per row of Z"
             )
+
+    def rows_of(self, rank: int, world_size: int) -> "ClassPartition":
+        """The partition of process ``rank``'s share of the batch under data parallelism.
+
+        The batch's m rows are split into ``world_size`` equal, contiguous shares in rank
+        order (``DeviceLoader``'s split): rows [rank·m/W, (rank+1)·m/W). Cached.
+        """
+        if world_size == 1:
+            return self
+        if self.num_samples % world_size or not 0 <= rank < world_size:
+            raise ValueError(
+                f"a batch of {self.num_samples} does not split into {world_size} equal shares "
+                f"(rank {rank})"
+            )
+        key = (rank, world_size)
+        if key not in self._shares:
+            share = self.num_samples // world_size
+            self._shares[key] = ClassPartition(self.labels[rank * share : (rank + 1) * share], self.num_classes)
+        return self._shares[key]
 
     # ---- layouts -------------------------------------------------------------------
 
@@ -203,8 +223,8 @@ def _split_point(sizes: Tensor, d: int) -> int:
     return int(torch.argmin(cost)) + 1
 
 
-def as_partition(labels: Tensor | ClassPartition, num_classes: int, Z: Tensor) -> ClassPartition:
-    """``labels`` as a ClassPartition for ``num_classes`` classes, checked against Z's rows."""
+def as_partition(labels: Tensor | ClassPartition, num_classes: int, Z: Tensor | None = None) -> ClassPartition:
+    """``labels`` as a ClassPartition for ``num_classes`` classes, checked against Z's rows (if given)."""
     if isinstance(labels, ClassPartition):
         if labels.num_classes != num_classes:
             raise ValueError(
@@ -214,5 +234,6 @@ def as_partition(labels: Tensor | ClassPartition, num_classes: int, Z: Tensor) -
         partition = labels
     else:
         partition = ClassPartition(labels, num_classes)
-    partition.check_batch(Z)
+    if Z is not None:
+        partition.check_batch(Z)
     return partition

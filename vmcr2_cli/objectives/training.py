@@ -11,6 +11,13 @@ they cost no sync, and skips them on accelerators; failed factorizations still g
 NaN there, never a plausible number (see ``numerics.py``). Labels are best passed on
 the CPU (see ``partition.py``).
 
+Data parallelism: ``step(Z, labels, collective=...)`` takes this process's rows of a
+global batch, the global batch's labels and the other processes (see ``sharding.py``).
+Loss and metrics are then the global batch's, identical on every process, and the
+gradient reaching this process's Z is W times its share, which a DDP featurizer's
+averaging over W processes turns into the gradient of the global loss. The CE head,
+computed on the gathered batch, gets the global gradient on every process directly.
+
 Adding an objective: a subclass and one line in ``OBJECTIVES``.
 """
 
@@ -25,6 +32,7 @@ from torch import Tensor, nn
 from .cross_entropy import CrossEntropy
 from .partition import ClassPartition
 from .rate_reduction import RateReduction, rate_reduction
+from .sharding import Collective, batch_partitions, whole_batch
 from .validation import check_positive, check_positive_int
 from .variational import VariationalMCR2
 
@@ -49,8 +57,11 @@ class TrainingObjective(nn.Module):
         self.dtype = dtype
         self.validate = validate
 
-    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
-        """One training step's loss and metrics for features Z (m, d) and labels (m,) (or their partition)."""
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
+        """One training step's loss and metrics for features Z (m, d) and labels (m,) (or their partition).
+
+        With a ``collective``, Z is this process's rows and ``labels`` the global batch's.
+        """
         raise NotImplementedError
 
     def _validating(self, Z: Tensor) -> bool:
@@ -73,8 +84,10 @@ class MCR2Objective(TrainingObjective):
                  validate: bool | None = None) -> None:
         super().__init__(num_classes, eps2, dtype, validate)
 
-    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
-        rr = rate_reduction(Z, labels, self.num_classes, self.eps2, self.dtype, validate=self._validating(Z))
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
+        partition, _ = batch_partitions(labels, self.num_classes, Z, collective)
+        Z = whole_batch(Z, collective)  # exact ΔR needs every row of the batch, with its gradient
+        rr = rate_reduction(Z, partition, self.num_classes, self.eps2, self.dtype, validate=self._validating(Z))
         return StepResult(loss=-rr.delta_r, metrics=_rate_metrics(rr))
 
 
@@ -96,14 +109,14 @@ class VMCR2Objective(TrainingObjective):
             feature_dim, num_classes, dictionary_size, eps2=eps2, mu=mu, nu_gamma=nu_gamma, nu_A=nu_A, dtype=dtype
         )
 
-    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
         validate = self._validating(Z)
         partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
         # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
-        terms = self.variational.proximal_step(Z, partition, validate=validate)
+        terms = self.variational.proximal_step(Z, partition, validate=validate, collective=collective)
         # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
-        loss = self.variational.theta_loss(Z, partition, validate=validate)
-        metrics = self._exact_metrics(Z, partition, validate)
+        loss = self.variational.theta_loss(Z, partition, validate=validate, collective=collective)
+        metrics = self._exact_metrics(whole_batch(Z.detach(), collective), partition, validate)
         metrics.update(r_v=terms.r_v.detach(), r_c_v=terms.r_c_v.detach(), m_term=terms.m_term.detach())
         return StepResult(loss=loss, metrics=metrics)
 
@@ -119,9 +132,9 @@ class CEObjective(TrainingObjective):
         super().__init__(num_classes, eps2, dtype, validate)
         self.cross_entropy = CrossEntropy(feature_dim, num_classes)
 
-    def step(self, Z: Tensor, labels: Tensor | ClassPartition) -> StepResult:
-        partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
-        partition.check_batch(Z)
+    def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
+        partition, _ = batch_partitions(labels, self.num_classes, Z, collective)
+        Z = whole_batch(Z, collective)  # the head sees the global batch: its gradient is the global one
         logits = self.cross_entropy.logits(Z)
         targets = partition.labels_on(Z.device)
         loss = nn.functional.cross_entropy(logits, targets)

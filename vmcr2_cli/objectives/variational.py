@@ -22,6 +22,13 @@ weight γ_j is 0) and the proximal step leaves their columns of A unchanged.
 
 Features must have unit rows (the constraint Z ∈ S of eq. 7); with ``validate=True``
 (the default) every method checks it, see ``validation.py``.
+
+Data parallelism (``collective``, see ``sharding.py``): every method takes this
+process's rows of a global batch and the global batch's labels. The sums over samples —
+S and Zᵀ(P ∘ Ŵ), the m×d×q products that dominate the cost — are computed on this
+process's rows and summed over processes; the per-class Gram energies ‖Z_jZ_jᵀ‖², which
+pair samples, come from the gathered batch (Σ_j m_j²·d, small). Γ and A are then updated
+from quantities that are identical on every process, so they stay identical everywhere.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from .numerics import COMPUTE_DTYPES, add_identity, cholesky_factor, full_precision, inverse_from_cholesky
-from .partition import ClassPartition, as_partition
+from .partition import ClassPartition
 from .rate_reduction import class_grams, class_second_moments
+from .sharding import Collective, batch_partitions, whole_batch
 from .validation import check_features, check_positive, check_positive_int
 
 
@@ -59,6 +67,37 @@ class VariationalGradients(NamedTuple):
     grad_A: Tensor
     L_gamma: Tensor
     L_A: Tensor
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A batch as the maths needs it: this process's rows and the way to the others'.
+
+    Z: this process's rows in the compute dtype; partition: the global batch's classes;
+    rows: this process's rows' classes; collective: None for one process, when
+    ``rows is partition`` and Z is the whole batch.
+    """
+
+    Z: Tensor
+    partition: ClassPartition
+    rows: ClassPartition
+    collective: Collective | None
+
+    @property
+    def m(self) -> int:
+        """The global batch size."""
+        return self.partition.num_samples
+
+    def whole(self) -> Tensor:
+        """The global batch's features (differentiable through the gather)."""
+        return whole_batch(self.Z, self.collective)
+
+    def sum(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        """Each tensor summed over processes, in one reduction."""
+        if self.collective is None:
+            return tensors
+        flat = self.collective.sum(torch.cat([t.reshape(-1) for t in tensors]))
+        return tuple(part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors))
 
 
 @dataclass(frozen=True)
@@ -126,35 +165,38 @@ class VariationalMCR2(nn.Module):
 
     # ---- public API ----------------------------------------------------------------
 
-    def terms(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> VariationalTerms:
+    def terms(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True,
+              collective: Collective | None = None) -> VariationalTerms:
         """The terms of eq. 7 for the current Γ, A on a batch (no gradient).
 
         Args:
-            Z: (m, d) features with unit rows.
-            labels: (m,) classes in [0, k), or a ClassPartition of them.
+            Z: (m, d) features with unit rows (this process's rows with a ``collective``).
+            labels: (m,) classes in [0, k), or a ClassPartition of them (the global batch's).
             validate: run the value checks (unit rows, finite entries, positive definite).
+            collective: the other processes of a data-parallel batch (see ``sharding.py``).
         """
-        Z, partition = self._prepare(Z, labels, validate)
-        with torch.no_grad(), full_precision(Z.device):
-            weights = self._class_weights(partition, Z)
-            P = Z @ self.gamma
-            S = self._projection_energy(P, partition)
-            within = _within_class_energy(Z, partition)
+        batch = self._prepare(Z, labels, validate, collective)
+        with torch.no_grad(), full_precision(batch.Z.device):
+            weights = self._class_weights(batch)
+            (S,) = batch.sum(self._projection_energy(batch.Z @ self.gamma, batch.rows))
+            within = _within_class_energy(batch.whole(), batch.partition)
             G, G2, H = self._dictionary_products()
-            r_v, _ = self._expansion(G, Z.shape[1] / (Z.shape[0] * self.eps2), check=validate)
+            r_v, _ = self._expansion(G, self._alpha(batch), check=validate)
             return self._terms(weights, r_v, within, S, H)
 
-    def gradients(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> VariationalGradients:
+    def gradients(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True,
+                  collective: Collective | None = None) -> VariationalGradients:
         """Closed-form ∇_Γ, ∇_A of R^v − R_c^v − μ/(2m)·M and L_Γ, L_A (Alg. 1, lines 5–6).
 
         Closed form rather than autograd so that the big products (ZΓ, ΓᵀΓ and those
         with them) are each computed once. Z is treated as a constant.
         """
-        Z, partition = self._prepare(Z.detach(), labels, validate)
-        with torch.no_grad(), full_precision(Z.device):
-            return self._gradients(Z, partition, check=validate)
+        batch = self._prepare(Z.detach(), labels, validate, collective)
+        with torch.no_grad(), full_precision(batch.Z.device):
+            return self._gradients(batch, check=validate)
 
-    def proximal_step(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> VariationalTerms:
+    def proximal_step(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True,
+                      collective: Collective | None = None) -> VariationalTerms:
         """One proximal gradient-ascent step on Γ and A (Algorithm 1, lines 5–10).
 
         Ascends R^v − R_c^v − μ/(2m)·M on a detached Z with steps ν_Γ/L_Γ and ν_A/L_A
@@ -167,13 +209,17 @@ class VariationalMCR2(nn.Module):
         in our tests, nor did ν = 5 from a latched state, which is where Algorithm 1
         starts.
 
+        With a ``collective``, every process takes the same step: its inputs are summed
+        over processes or computed from the gathered batch.
+
         Returns:
             The terms of eq. 7 before the update (for logging).
         """
-        Z, partition = self._prepare(Z.detach(), labels, validate)
+        batch = self._prepare(Z.detach(), labels, validate, collective)
+        Z = batch.Z
         with torch.no_grad(), full_precision(Z.device):
             # Lines 5–6: eq. 7 and its gradients, L_Γ and L_A.
-            ascent = self._gradients(Z, partition, check=validate)
+            ascent = self._gradients(batch, check=validate)
             # Lines 7–8: gradient ascent. L_Γ = 0 only when A = 0, where ∇_Γ = 0 too.
             step_gamma = torch.where(ascent.L_gamma > 0, self.nu_gamma / ascent.L_gamma, 0)
             gamma = self.gamma + step_gamma * ascent.grad_gamma
@@ -181,7 +227,7 @@ class VariationalMCR2(nn.Module):
             # Line 9: A ← ReLU(A). Columns of classes absent from the batch stay as they
             # were: the batch says nothing about them, and only R^v (which grows with every
             # A_lj) would act on them, inflating A_j without bound.
-            present = partition.counts_on(Z.device, Z.dtype) > 0
+            present = batch.partition.counts_on(Z.device, Z.dtype) > 0
             A = torch.where(present, torch.relu(A), self.A)
             # Line 10: unit columns of Γ.
             gamma = gamma / torch.linalg.vector_norm(gamma, dim=0).clamp_min(torch.finfo(Z.dtype).tiny)
@@ -189,31 +235,47 @@ class VariationalMCR2(nn.Module):
             self.A.copy_(A)
         return ascent.terms
 
-    def theta_loss(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> Tensor:
+    def theta_loss(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True,
+                   collective: Collective | None = None) -> Tensor:
         """μ/(2m)·M with the current Γ, A: the loss whose gradient updates θ (Alg. 1, lines 11–12).
 
         Differentiable w.r.t. Z. Of eq. 9 only ‖Z_jZ_jᵀ‖² and ⟨A_j, S_j⟩ depend on Z;
         the dictionary term A_jᵀ(ΓᵀΓ)^⊙2A_j is a constant, computed without a graph and
         cached for the next proximal step.
+
+        With a ``collective`` the value is the global batch's on every process, and the
+        gradient w.r.t. this process's rows is W times their share of it: a DDP featurizer,
+        averaging over the W processes, gets the gradient of the global batch's loss
+        (see ``sharding.py``).
         """
-        Z, partition = self._prepare(Z, labels, validate)
+        batch = self._prepare(Z, labels, validate, collective)
+        Z = batch.Z
         with full_precision(Z.device):
-            m = Z.shape[0]
-            weights = self._class_weights(partition, Z)
+            weights = self._class_weights(batch)
             weighted_A = self.A * weights.inverse_gamma
-            W_hat = weighted_A.T.index_select(0, partition.labels_on(Z.device))
-            cross = _WeightedProjectionEnergy.apply(Z, self.gamma, W_hat)  # Σ_j ⟨A_j, S_j⟩/γ_j
-            within = _within_class_energy(Z, partition)
+            W_hat = weighted_A.T.index_select(0, batch.rows.labels_on(Z.device))
+            cross = _WeightedProjectionEnergy.apply(Z, self.gamma, W_hat)  # Σ_j ⟨A_j, S_j⟩/γ_j over these rows
+            within = _within_class_energy(batch.whole(), batch.partition)
             with torch.no_grad():
                 _, _, H = self._dictionary_products()
                 dictionary = (weighted_A * H).sum()  # Σ_j A_jᵀ(ΓᵀΓ)^⊙2A_j/γ_j
-            m_term = (weights.inverse_gamma * within).sum() - 2 * cross + dictionary
-            return self.mu / (2 * m) * m_term
+            if batch.collective is None:
+                m_term = (weights.inverse_gamma * within).sum() - 2 * cross + dictionary
+            else:
+                # `within` is a global term, identical on every process (its gradient reaches
+                # these rows W-fold through the gather); `cross` sums over these rows only, so
+                # W·cross gives them the same W-fold share of Σ_processes cross. The value is
+                # then corrected, without a gradient, to the global batch's M.
+                world_size = batch.collective.world_size
+                (total_cross,) = batch.sum(cross.detach().clone())
+                m_term = (weights.inverse_gamma * within).sum() - 2 * world_size * cross + dictionary
+                m_term = m_term + 2 * (world_size * cross.detach() - total_cross)
+            return self.mu / (2 * batch.m) * m_term
 
     def matching_term_reference(self, Z: Tensor, labels: Tensor) -> Tensor:
         """M of eq. 7 summed class by class with explicit d×d matrices (for tests only)."""
-        Z, partition = self._prepare(Z, labels, validate=True)
-        m = Z.shape[0]
+        batch = self._prepare(Z, labels, validate=True)
+        Z, partition, m = batch.Z, batch.partition, batch.m
         total = Z.new_zeros(())
         for j, m_j in enumerate(partition.counts.tolist()):
             if m_j == 0:
@@ -223,11 +285,12 @@ class VariationalMCR2(nn.Module):
             total = total + (m / m_j) * residual.square().sum()
         return total
 
-    def latch(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True) -> None:
+    def latch(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True,
+              collective: Collective | None = None) -> None:
         """Algorithm 2 on one batch: Γ, A from the top q/k eigenpairs of each Z_jᵀZ_j."""
-        Z, partition = self._prepare(Z, labels, validate)
-        moments = class_second_moments(Z, partition, self.num_classes, validate=False)
-        self.latch_from_moments(moments, partition.counts, batch_size=Z.shape[0])
+        batch = self._prepare(Z, labels, validate, collective)
+        (moments,) = batch.sum(class_second_moments(batch.Z, batch.rows, self.num_classes, validate=False))
+        self.latch_from_moments(moments, batch.partition.counts, batch_size=batch.m)
 
     def latch_from_moments(self, second_moments: Tensor, class_counts: Tensor, batch_size: int) -> None:
         """Algorithm 2 from second moments accumulated over N samples (e.g. a dataset).
@@ -275,20 +338,30 @@ class VariationalMCR2(nn.Module):
 
     # ---- internals -----------------------------------------------------------------
 
-    def _prepare(self, Z: Tensor, labels: Tensor | ClassPartition, validate: bool) -> tuple[Tensor, ClassPartition]:
-        check_features(Z, validate=validate, unit_rows=True)
+    def _prepare(self, Z: Tensor, labels: Tensor | ClassPartition, validate: bool,
+                 collective: Collective | None = None) -> _Batch:
+        # With several processes the value checks read the gathered batch, so that every
+        # process reaches the same verdict (one process raising alone would leave the
+        # others waiting in a collective).
+        check_features(Z, validate=validate and collective is None, unit_rows=True)
+        if validate and collective is not None:
+            check_features(collective.gather_rows(Z.detach()), validate=True, unit_rows=True)
         if Z.shape[1] != self.feature_dim:
             raise ValueError(f"Z has {Z.shape[1]} features per row, this objective has feature_dim={self.feature_dim}")
         if Z.device != self.gamma.device:
             raise ValueError(f"Z is on {Z.device} but Γ and A are on {self.gamma.device}: move the module with .to()")
         if self.gamma.dtype not in COMPUTE_DTYPES:
             raise ValueError(f"Γ and A must be float32 or float64, got {self.gamma.dtype}")
-        partition = as_partition(labels, self.num_classes, Z)
-        return Z.to(self.gamma.dtype), partition
+        partition, rows = batch_partitions(labels, self.num_classes, Z, collective)
+        return _Batch(Z.to(self.gamma.dtype), partition, rows, collective)
 
-    def _class_weights(self, partition: ClassPartition, Z: Tensor) -> _ClassWeights:
-        m, d = Z.shape
-        sizes = partition.counts_on(Z.device, Z.dtype)
+    def _alpha(self, batch: _Batch) -> float:
+        """α = d/(m ε²) of the global batch."""
+        return self.feature_dim / (batch.m * self.eps2)
+
+    def _class_weights(self, batch: _Batch) -> _ClassWeights:
+        m, d = batch.m, self.feature_dim
+        sizes = batch.partition.counts_on(batch.Z.device, batch.Z.dtype)
         present = sizes > 0
         safe_sizes = sizes.clamp_min(1)
         return _ClassWeights(
@@ -349,15 +422,18 @@ class VariationalMCR2(nn.Module):
             K_gamma = gamma - alpha * gamma @ (root_a[:, None] * (N_inverse @ (root_a[:, None] * G)))
         return logdet / 2, K_gamma
 
-    def _gradients(self, Z: Tensor, partition: ClassPartition, *, check: bool) -> VariationalGradients:
+    def _gradients(self, batch: _Batch, *, check: bool) -> VariationalGradients:
         gamma, A, mu = self.gamma, self.A, self.mu
-        m, d = Z.shape
-        alpha = d / (m * self.eps2)
-        weights = self._class_weights(partition, Z)
-        # Eq. 7 with M through eq. 9.
+        Z, m = batch.Z, batch.m
+        alpha = self._alpha(batch)
+        weights = self._class_weights(batch)
+        weighted_A = A * weights.inverse_gamma  # A_j / γ_j
+        # Eq. 7 with M through eq. 9. The sums over samples run over this process's rows:
+        # P = ZΓ, S and Zᵀ(P ∘ Ŵ) (row i of Ŵ is A_{y_i}ᵀ/γ_{y_i}, sample i's class column).
         P = Z @ gamma  # (m, q) = (ΓᵀZᵀ)ᵀ
-        S = self._projection_energy(P, partition)
-        within = _within_class_energy(Z, partition)  # ‖Z_jᵀZ_j‖²_F
+        W_hat = weighted_A.T.index_select(0, batch.rows.labels_on(Z.device))
+        S, ZPW = batch.sum(self._projection_energy(P, batch.rows), Z.T @ (P * W_hat))
+        within = _within_class_energy(batch.whole(), batch.partition)  # ‖Z_jᵀZ_j‖²_F
         G, G2, H = self._dictionary_products()  # ΓᵀΓ, (ΓᵀΓ)^⊙2, (ΓᵀΓ)^⊙2 A
         r_v, K_gamma = self._expansion(G, alpha, check=check)
         terms = self._terms(weights, r_v, within, S, H)
@@ -366,12 +442,10 @@ class VariationalMCR2(nn.Module):
         # ∂R^v/∂A_lj = (α/2)·γ_lᵀKγ_l for every j.
         # ∂R_c^v/∂A_lj = γ_j α_j / (2(1 + α_j A_lj)) = α / (2(1 + α_j A_lj)).
         # ∂M/∂A_j = (2/γ_j)(H_j − S_j);  ∂M/∂Γ = 4Γ(B ∘ ΓᵀΓ) − 4Zᵀ(P ∘ Ŵ) (cf. eq. 10),
-        # B = Σ_j A_j A_jᵀ/γ_j and row i of Ŵ is A_{y_i}ᵀ/γ_{y_i} (sample i's class column).
+        # B = Σ_j A_j A_jᵀ/γ_j.
         a = A.sum(dim=1)
-        weighted_A = A * weights.inverse_gamma  # A_j / γ_j
         B = weighted_A @ A.T
-        W_hat = weighted_A.T.index_select(0, partition.labels_on(Z.device))
-        grad_gamma = torch.addmm(Z.T @ (P * W_hat), gamma, B * G, alpha=-1)  # −∂M/∂Γ / 4
+        grad_gamma = torch.addmm(ZPW, gamma, B * G, alpha=-1)  # −∂M/∂Γ / 4
         grad_gamma = torch.add(2 * mu / m * grad_gamma, K_gamma * a, alpha=alpha)
         grad_A = (
             (alpha / 2) * (gamma * K_gamma).sum(dim=0)[:, None]
