@@ -16,8 +16,10 @@ def format_duration(seconds: float) -> str:
 class TrainingDisplay:
     """Epoch lines on stderr (so ``--json`` keeps stdout clean) and a transient step bar."""
 
-    def __init__(self, total_epochs: int, steps_per_epoch: int, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+    def __init__(self, total_epochs: int, steps_per_epoch: int, console: Console | None = None,
+                 quiet: bool = False) -> None:
+        """``quiet``: show nothing (the ranks other than 0 of a distributed run)."""
+        self.console = console or Console(stderr=True, highlight=False, quiet=quiet)
         self.total_epochs = total_epochs
         self.steps_per_epoch = steps_per_epoch
         self.epoch_times: list[float] = []

@@ -11,8 +11,22 @@ from vmcr2_cli.data import ImageDataset, load_dataset
 from vmcr2_cli.errors import BadInput
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` is the first CUDA device when there is one, else the CPU.
+
+    ``local_rank``: this process's rank on its node under torchrun, where each process
+    takes GPU ``local_rank`` (``auto`` and ``cuda``); ``cuda:N`` names one GPU for one
+    process and is refused.
+    """
+    if local_rank is not None and name != "cpu":
+        if name.startswith("cuda:"):
+            raise BadInput(f"device {name}: under torchrun each process takes the GPU of its local rank; "
+                           f"use --device cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)")
+        if name == "cuda" or torch.cuda.is_available():
+            name = f"cuda:{local_rank}"
+            if torch.cuda.is_available() and local_rank >= torch.cuda.device_count():
+                raise BadInput(f"process {local_rank} of this node has no GPU: only "
+                               f"{torch.cuda.device_count()} CUDA device(s) for more processes")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

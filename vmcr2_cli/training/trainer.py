@@ -4,6 +4,15 @@ Everything random is derived from (seed, epoch, step) — the data order and the
 augmentation by the loader, dropout by re-seeding the global generator before each
 step — so a run resumed at any step sees exactly what an uninterrupted run sees.
 Per-step metrics stay on the device and are read only at log points.
+
+Data parallelism (``dist``, see ``vmcr2_cli.distributed``): each process runs this
+loop on its share of every global batch, its featurizer wrapped in DDP; the objective
+sees the global batch through ``dist`` (features gathered with their gradients,
+statistics summed), so loss, metrics, Γ and A are the global ones on every process.
+Each process draws its own dropout stream (``step_seed`` of its rank). The processes
+decide together when to stop, rank 0 alone writes the run directory (the others hold
+a ``FollowerRun``), and the objective's state is re-broadcast from rank 0 at each
+epoch's end, so nondeterministic GPU kernels cannot make the copies drift apart.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ import torch
 from vmcr2_cli.config import TrainConfig
 from vmcr2_cli.data import ImageDataset
 from vmcr2_cli.data.device_loader import DeviceLoader
+from vmcr2_cli.data.seeding import derive_seed
+from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.models import build_featurizer
 from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError,
-                                  build_objective)
+                                  StepResult, build_objective)
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.features import extract_features
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
@@ -61,8 +72,14 @@ class NonFiniteLoss(Exception):
         self.step = step
 
 
-def step_seed(seed: int, global_step: int) -> int:
-    """The seed of the global generator (dropout) for one step."""
+def step_seed(seed: int, global_step: int, rank: int = 0) -> int:
+    """The seed of the global generator (dropout) for one step of process ``rank``.
+
+    Rank 0 keeps the single-process stream; other ranks draw streams of their own, so
+    that the shares of a global batch do not get the same dropout masks.
+    """
+    if rank:
+        return derive_seed(seed, "dropout", rank, global_step)
     return (seed * 1_000_003 + global_step) % (2**63 - 1)
 
 
@@ -99,15 +116,22 @@ class Trainer:
     """Owns the model, the objective, the optimizer and the loop over epochs.
 
     ``on_epoch`` / ``on_step`` callbacks receive the logged records, for the
-    terminal display; the run directory is written here.
+    terminal display; the run directory is written here (by rank 0: the other ranks
+    are given a ``FollowerRun``). ``model`` is the featurizer itself (checkpoints,
+    evaluation, latching); ``train_model`` the one the training step runs (its DDP
+    wrapper under data parallelism).
     """
 
-    def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device) -> None:
+    def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device,
+                 dist: Distributed = SINGLE_PROCESS) -> None:
         self.config = config
         self.dataset = dataset
         self.run = run
         self.device = device
-        torch.manual_seed(config.seed)  # initial weights and Γ
+        self.dist = dist
+        # What the objective needs from the other processes; None keeps the one-process path.
+        self.collective = dist if dist.enabled else None
+        torch.manual_seed(config.seed)  # initial weights and Γ (the same on every rank)
         k = dataset.num_classes
         self.model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
                                       feature_dim=config.feature_dim, stem=config.stem,
@@ -115,6 +139,7 @@ class Trainer:
         self.channels_last = device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model = dist.data_parallel(self.model, device)
         self.objective = build_objective(
             config.objective, feature_dim=config.feature_dim, num_classes=k, eps2=config.eps2,
             mu=config.mu, nu_gamma=config.nu_gamma, nu_A=config.nu_a,
@@ -124,7 +149,8 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config)
         self.loader = DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,
                                    augment=config.augment, mean=dataset.mean, std=dataset.std,
-                                   seed=config.seed, drop_last=True, channels_last=self.channels_last)
+                                   seed=config.seed, drop_last=True, channels_last=self.channels_last,
+                                   rank=dist.rank, world_size=dist.world_size)
         self.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                                        enabled=device.type == "cuda" and config.precision == "bf16")
         self.gpu = GpuMonitor(device)
@@ -169,14 +195,21 @@ class Trainer:
         self.accumulator = EpochAccumulator.from_state(state["accumulator"], self.device)
 
     def save_checkpoint(self) -> None:
-        self.run.save_checkpoint(self.state_dict())
+        if self.dist.is_main:
+            self.run.save_checkpoint(self.state_dict())
+
+    def _synchronize_objective(self) -> None:
+        """Rank 0's Γ, A (and CE head) on every rank: equal by construction, equal bit for bit."""
+        if self.dist.enabled:
+            self.dist.broadcast_([*self.objective.parameters(), *self.objective.buffers()])
 
     # ------------------------------------------------------------------ latching (Algorithm 2)
     def latch(self) -> dict:
         """Latch Γ and A on the features of the whole training set; log a ``latch`` line."""
-        features, labels = self.latching_features()
+        features, labels = self.latching_features()  # this rank's share of the training set
         report = latch_over_dataset(self.objective.variational, features, labels,
-                                    self.dataset.num_classes, self.config.batch_size, seed=self.config.seed)
+                                    self.dataset.num_classes, self.config.batch_size, seed=self.config.seed,
+                                    collective=self.collective)
         record = {"epoch": self.epoch, "step": self.global_step, **report}
         self.run.append_metrics("latch", **record)
         self.latched = True
@@ -196,7 +229,7 @@ class Trainer:
         chunks, labels = [], []
         with frozen_batchnorm_statistics(self.model):
             for step, batch in self.loader.epoch(self.epoch):
-                torch.manual_seed(step_seed(self.config.seed, -1 - step))  # a dropout stream of its own
+                torch.manual_seed(step_seed(self.config.seed, -1 - step, self.dist.rank))  # a dropout stream of its own
                 with self.autocast:
                     chunks.append(self.model(batch.images).float())
                 labels.append(batch.labels)
@@ -220,13 +253,27 @@ class Trainer:
             self._train_epoch(stop)
             if self.is_variational and config.latch_every and (self.epoch + 1) % config.latch_every == 0:
                 self.latch()  # Algorithm 1, lines 13–14 (every latch_every epochs)
+            self._synchronize_objective()
             self.epoch += 1
             self.step_in_epoch = 0
             self.accumulator = EpochAccumulator()
             self.scheduler.step()
             self.save_checkpoint()
-            if stop.requested:
-                raise TrainingInterrupted(stop.signal_name)
+            if self.dist.any(stop.requested):
+                raise TrainingInterrupted(_signal_name(stop))
+
+    def train_step(self, images: torch.Tensor, partition: ClassPartition) -> StepResult:
+        """Algorithm 1, lines 4–12 on one batch: this rank's images, the global batch's classes."""
+        with self.autocast:
+            Z = self.train_model(images)  # Algorithm 1, line 4
+        try:
+            result = self.objective.step(Z, partition, collective=self.collective)  # lines 5–11
+        except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
+            raise NonFiniteLoss(self.global_step) from None
+        self.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()  # under DDP the θ-gradients are averaged over ranks here
+        self.optimizer.step()  # line 12: θ ← θ − ν_θ ∇_θ (μ/2m) M
+        return result
 
     def _train_epoch(self, stop: StopRequested) -> None:
         config = self.config
@@ -236,23 +283,19 @@ class Trainer:
         first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         log_mark = (time.perf_counter(), acc.images)
         epoch_start = time.perf_counter() - acc.seconds
+        order = self.loader.permutation(self.epoch) if self.dist.enabled else None
         for step, batch in self.loader.epoch(self.epoch, start_step=self.step_in_epoch):
-            torch.manual_seed(step_seed(config.seed, self.global_step))  # dropout stream of this step
-            with self.autocast:
-                Z = self.model(batch.images)  # Algorithm 1, line 4
-            # Grouping by class from the CPU labels: no device→host sync in the step.
-            partition = ClassPartition(batch.labels_cpu, self.dataset.num_classes)
-            try:
-                result = self.objective.step(Z, partition)  # lines 5–11
-            except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
-                raise NonFiniteLoss(self.global_step) from None
-            self.optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            self.optimizer.step()  # line 12: θ ← θ − ν_θ ∇_θ (μ/2m) M
+            torch.manual_seed(step_seed(config.seed, self.global_step, self.dist.rank))  # dropout stream of this step
+            # Grouping by class from the CPU labels: no device→host sync in the step. Under
+            # DDP every rank knows the global batch's labels from the epoch's order.
+            labels = batch.labels_cpu if order is None else self.loader.labels_cpu[
+                order[step * self.loader.batch_size:(step + 1) * self.loader.batch_size]]
+            partition = ClassPartition(labels, self.dataset.num_classes)
+            result = self.train_step(batch.images, partition)
             finite = torch.isfinite(result.loss.detach())
             first_bad_step = torch.where((first_bad_step < 0) & ~finite,
                                          torch.tensor(self.global_step, device=self.device), first_bad_step)
-            acc.add({"loss": result.loss.detach(), **result.metrics}, batch.labels_cpu.numel())
+            acc.add({"loss": result.loss.detach(), **result.metrics}, partition.num_samples)
             self.global_step += 1
             self.step_in_epoch = step + 1
             if self.global_step % config.log_every == 0:
@@ -263,26 +306,48 @@ class Trainer:
                 record = {"epoch": self.epoch, "step": self.global_step, "loss": result.loss.item(),
                           **{k: v.item() for k, v in result.metrics.items()},
                           "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s,
-                          **self.gpu.sample()}
+                          **self._gpu_sample()}
                 self.run.append_metrics("step", **record)
                 self.on_step(record)
-            if stop.requested:
+            if self.dist.any(stop.requested):  # every rank stops after the same step
                 self._check_finite(first_bad_step)
                 acc.seconds = time.perf_counter() - epoch_start
                 self.save_checkpoint()
-                raise TrainingInterrupted(stop.signal_name)
+                raise TrainingInterrupted(_signal_name(stop))
         self._check_finite(first_bad_step)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         epoch_time = time.perf_counter() - epoch_start
         record = {"epoch": self.epoch, "step": self.global_step, **acc.means(),
                   "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": epoch_time,
-                  "images_per_s": acc.images / max(epoch_time, 1e-9), **self.gpu.sample()}
+                  "images_per_s": acc.images / max(epoch_time, 1e-9), **self._gpu_sample()}
         self.run.append_metrics("epoch", **record)
         self.on_epoch(record)
+
+    def _gpu_sample(self) -> dict:
+        """GPU utilization and memory: this device's, or under DDP every rank's.
+
+        With several ranks ``gpu_util`` is their mean and ``gpu_mem_mb`` their maximum
+        (the one nearest to running out), and ``*_per_rank`` lists each rank's.
+        """
+        if not self.dist.enabled:
+            return self.gpu.sample()
+        samples = self.dist.all_gather_objects(self.gpu.sample())
+        utils = [s["gpu_util"] for s in samples]
+        memory = [s["gpu_mem_mb"] for s in samples]
+        known_utils = [u for u in utils if u is not None]
+        known_memory = [m for m in memory if m is not None]
+        return {"gpu_util": sum(known_utils) / len(known_utils) if known_utils else None,
+                "gpu_mem_mb": max(known_memory) if known_memory else None,
+                "gpu_util_per_rank": utils, "gpu_mem_mb_per_rank": memory}
 
     def _check_finite(self, first_bad_step: torch.Tensor) -> None:
         bad = int(first_bad_step.item())
         if bad >= 0:
             raise NonFiniteLoss(bad)
 
+
+
+def _signal_name(stop: StopRequested) -> str:
+    """The signal that stopped training; under DDP maybe another rank's."""
+    return stop.signal_name or "a signal to another process"
