@@ -1,0 +1,201 @@
+"""What the processes of the distributed tests run (tests/test_distributed.py).
+
+``run_on_processes`` starts W processes with the environment torchrun would give them
+and runs every scenario in each; the scenarios save what they saw as ``.pt`` files
+for the test process to compare with one process's results. One start for all
+scenarios: starting a process that imports torch is the slow part.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from itertools import islice
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vmcr2_cli.config import TrainConfig, resolve_config
+from vmcr2_cli.distributed import Distributed, FollowerRun, process_group_from_environment, run_for_rank
+from vmcr2_cli.errors import BadInput
+from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
+from vmcr2_cli.runs import RunDir
+from vmcr2_cli.training.latching import latch_over_dataset
+from vmcr2_cli.training.setup import load_training_data
+from vmcr2_cli.training.trainer import Trainer, TrainingInterrupted, step_seed
+
+OBJECTIVES = ("mcr2", "vmcr2", "ce")
+CPU = torch.device("cpu")
+
+
+def tiny_config(objective: str, **changes) -> TrainConfig:
+    """10 synthetic classes, 400 images, 4 steps of 100 an epoch: seconds on a CPU."""
+    values = {"synthetic_train_per_class": 40, "synthetic_test_per_class": 10, "batch_size": 100,
+              "device": "cpu", "log_every": 1, "eval_at_end": False, **changes}
+    return resolve_config("synthetic", objective, values)[0]
+
+
+def one_step_config(objective: str) -> TrainConfig:
+    """Plain SGD with a large rate, so that the parameters' change is the gradient itself."""
+    return tiny_config(objective, optimizer="sgd", lr=1.0, momentum=0.0)
+
+
+def without_dropout(trainer: Trainer) -> Trainer:
+    """Dropout draws per process; the one-step comparison needs the same network everywhere."""
+    for module in trainer.model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return trainer
+
+
+def global_partition(trainer: Trainer, epoch: int, step: int) -> ClassPartition:
+    """The classes of the global batch (epoch, step), which every process knows."""
+    loader = trainer.loader
+    return ClassPartition(loader.labels_cpu[loader.batch_indices(epoch, step)], trainer.dataset.num_classes)
+
+
+def trained_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """The featurizer's parameters and the objective's state (Γ, A or the CE head)."""
+    return {**{f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()},
+            **{f"objective.{k}": v.clone() for k, v in trainer.objective.state_dict().items()}}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_on_processes(out: Path, world_size: int = 2) -> None:
+    """Every scenario on ``world_size`` CPU processes (gloo); results under ``out``."""
+    torch.multiprocessing.spawn(_process, args=(world_size, free_port(), str(out)), nprocs=world_size)
+
+
+def _process(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    with process_group_from_environment() as dist:
+        for scenario in (one_step, gamma_and_A_through_steps_and_latches, latch_over_shards,
+                         interrupt_and_resume, bad_input_agreement):
+            scenario(dist, Path(out))
+
+
+# ---------------------------------------------------------------------------------- scenarios
+
+def one_step(dist: Distributed, out: Path) -> None:
+    """From the state the test saved, one step on this process's share of global batch 0."""
+    for objective in OBJECTIVES:
+        config = one_step_config(objective)
+        trainer = without_dropout(Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU, dist))
+        trainer.load_state_dict(torch.load(out / f"{objective}-initial.pt", weights_only=True))
+        _, batch = next(iter(trainer.loader.epoch(0)))
+        result = trainer.train_step(batch.images, global_partition(trainer, 0, 0))
+        torch.save({"loss": result.loss.detach(), "metrics": result.metrics, "state": trained_state(trainer),
+                    "rows": batch.labels_cpu.numel()}, out / f"{objective}-one-step-rank{dist.rank}.pt")
+
+
+def gamma_and_A_through_steps_and_latches(dist: Distributed, out: Path) -> None:
+    """Latch, 3 steps, latch, 1 step — all inside epoch 0, before any end-of-epoch broadcast."""
+    config = tiny_config("vmcr2")
+    trainer = Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU, dist)
+    trainer.latch()
+    steps = trainer.loader.epoch(0)
+    for step, batch in islice(steps, 3):
+        torch.manual_seed(step_seed(config.seed, step, dist.rank))
+        trainer.train_step(batch.images, global_partition(trainer, 0, step))
+    trainer.latch()
+    latched = trainer.objective.variational.gamma.clone()
+    for step, batch in steps:
+        torch.manual_seed(step_seed(config.seed, step, dist.rank))
+        trainer.train_step(batch.images, global_partition(trainer, 0, step))
+    variational = trainer.objective.variational
+    torch.save({"gamma": variational.gamma, "A": variational.A, "latched_gamma": latched},
+               out / f"gamma-A-rank{dist.rank}.pt")
+
+
+def latch_features(num_samples: int = 200, dim: int = 16, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed set of unit features and their classes (the test latches it in one process)."""
+    generator = torch.Generator().manual_seed(7)
+    features = torch.nn.functional.normalize(torch.randn(num_samples, dim, generator=generator), dim=1)
+    return features, torch.arange(num_samples) % classes
+
+
+def latch_over_shards(dist: Distributed, out: Path) -> None:
+    """Algorithm 2 over a dataset whose halves sit on different processes."""
+    features, labels = latch_features()
+    share = features.shape[0] // dist.world_size
+    rows = slice(dist.rank * share, (dist.rank + 1) * share)
+    variational = VariationalMCR2(16, 4, 8)
+    latch_over_dataset(variational, features[rows], labels[rows], 4, batch_size=50, collective=dist)
+    torch.save({"gamma": variational.gamma, "A": variational.A}, out / f"latch-rank{dist.rank}.pt")
+
+
+class StopAfter:
+    """A stop request only process ``rank`` sees, once ``step`` steps are done (a signal to one rank)."""
+
+    def __init__(self, trainer: Trainer, rank: int, step: int) -> None:
+        self.trainer, self.rank, self.step = trainer, rank, step
+
+    @property
+    def requested(self) -> bool:
+        return self.trainer.dist.rank == self.rank and self.trainer.global_step >= self.step
+
+    @property
+    def signal_name(self) -> str:
+        return "SIGTERM" if self.requested else ""
+
+
+class NeverStop:
+    requested = False
+    signal_name = ""
+
+
+def interrupt_and_resume(dist: Distributed, out: Path) -> None:
+    """An uninterrupted 2-epoch V-MCR² run; the same run stopped by rank 1 alone at step 3, resumed."""
+    config = tiny_config("vmcr2", epochs=2, latch_every=1)
+    dataset = load_training_data(config)
+    runs = out / "runs"
+
+    def new_run(name: str) -> RunDir:
+        return dist.on_main(lambda: RunDir.create(runs, name))
+
+    whole = Trainer(config, dataset, run_for_rank(new_run("whole"), dist.is_main), CPU, dist)
+    whole.fit(NeverStop())
+
+    run = new_run("stopped")
+    stopped = Trainer(config, dataset, run_for_rank(run, dist.is_main), CPU, dist)
+    try:
+        stopped.fit(StopAfter(stopped, rank=1, step=3))
+        stopped_at = None
+    except TrainingInterrupted:
+        stopped_at = stopped.global_step
+    checkpoint = dist.on_main(lambda: run.load_checkpoint())  # rank 0 reads it and sends it
+    resumed = Trainer(config, dataset, run_for_rank(run, dist.is_main), CPU, dist)
+    resumed.load_state_dict(checkpoint)
+    resumed.fit(NeverStop())
+    torch.save({"whole": trained_state(whole), "resumed": trained_state(resumed), "stopped_at": stopped_at,
+                "checkpoint_step": checkpoint["global_step"], "run": str(run.path)},
+               out / f"resume-rank{dist.rank}.pt")
+
+
+def bad_input_agreement(dist: Distributed, out: Path) -> None:
+    """A BadInput on one process is raised on all: from ``agree`` (any rank) and ``on_main`` (rank 0)."""
+    messages = []
+
+    def fails_on_rank_1() -> int:
+        if dist.rank == 1:
+            raise BadInput("rank 1 has no data")
+        return 1
+
+    def fails_on_main() -> int:
+        raise BadInput("rank 0 cannot read the run")
+
+    for attempt in (lambda: dist.agree(fails_on_rank_1, local_rank_0_first=True), lambda: dist.on_main(fails_on_main)):
+        try:
+            attempt()
+            messages.append(None)
+        except BadInput as error:
+            messages.append(str(error))
+    torch.save(messages, out / f"agreement-rank{dist.rank}.pt")
