@@ -77,7 +77,7 @@ def assert_same_change(before: dict, single: dict, distributed: dict) -> None:
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-def test_one_step_on_two_processes_equals_one_process_on_the_whole_batch(processes, tmp_path, objective):
+def test_one_step_on_two_processes_equals_one_process_on_the_whole_batch(processes, objective):
     trainer = reference_trainer(objective, processes)
     before = trained_state(trainer)
     _, batch = next(iter(trainer.loader.epoch(0)))
