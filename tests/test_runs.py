@@ -105,3 +105,20 @@ def test_eval_json_round_trip(tmp_path):
     assert run.read_eval() is None
     run.write_eval({"accuracy": 0.5})
     assert json.loads(run.eval_path.read_text()) == {"accuracy": 0.5}
+
+
+def test_writer_alive_tells_live_dead_and_unknown_writers():
+    import socket
+    import subprocess
+    import sys
+
+    from vmcr2_cli.runs import writer_alive
+
+    here = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    assert writer_alive({"status": "running", "pid": os.getpid(), "host": here}) is True
+    assert writer_alive({"status": "running", "pid": dead.pid, "host": here}) is False
+    assert writer_alive({"status": "running", "pid": os.getpid(), "host": here + "-elsewhere"}) is None
+    assert writer_alive({"status": "finished", "pid": os.getpid(), "host": here}) is None
+    assert writer_alive({"status": "running", "host": here}) is None

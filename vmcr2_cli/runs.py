@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -296,3 +297,21 @@ def runs_in(folder: Path) -> Iterator[RunDir]:
     for child in sorted(Path(folder).iterdir()):
         if child.name != LATEST_LINK and child.is_dir() and is_run_dir(child):
             yield RunDir(child.resolve())
+
+
+def writer_alive(meta: dict[str, Any]) -> bool | None:
+    """Whether the process that trains a 'running' run (``pid`` on ``host`` in meta.json) still exists.
+
+    None when that cannot be told from here: the run is not running, ran on another host,
+    or names no pid.
+    """
+    pid, host = meta.get("pid"), meta.get("host")
+    if meta.get("status") != "running" or not isinstance(pid, int) or pid <= 0 or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as another user's process
+        return True
+    return True

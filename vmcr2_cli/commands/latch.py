@@ -31,15 +31,15 @@ def latch(
     """
     from rich.console import Console
 
-    from vmcr2_cli.commands.train import _process_alive
     from vmcr2_cli.evaluation.latch_report import latch_run
     from vmcr2_cli.evaluation.loading import load_run, open_run
+    from vmcr2_cli.runs import writer_alive
 
     opened = open_run(run)
     if opened.config.objective != "vmcr2":
         raise BadInput(f"latch {run}: the run trains {opened.config.objective}; latching (Algorithm 2) sets "
                        f"the dictionary Γ, A of V-MCR² runs only")
-    if write and opened.meta.get("status") == "running" and _process_alive(opened.meta):
+    if write and writer_alive(opened.meta):
         raise BadInput(f"latch --write {run}: the run is still training (pid {opened.meta.get('pid')}); "
                        f"stop it first, or latch without --write")
     messages = Console(stderr=True, highlight=False)

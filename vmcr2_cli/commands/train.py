@@ -141,7 +141,7 @@ def _start(dist, profile: str, objective: str | None, values: dict[str, Any], ru
 def _resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> dict[str, Any]:
     from vmcr2_cli.config import config_from_dict, load_config_file, to_toml
     from vmcr2_cli.distributed import run_for_rank
-    from vmcr2_cli.runs import RunDir, atomic_write_text
+    from vmcr2_cli.runs import RunDir, atomic_write_text, writer_alive
 
     def open_run():
         run = RunDir.open(path)
@@ -153,7 +153,7 @@ def _resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> 
             raise BadInput(f"--resume {path}: cannot change {', '.join(fixed)} of an existing run "
                            f"(changeable: {', '.join(RESUME_CHANGEABLE)})")
         meta = run.read_meta()
-        if meta.get("status") == "running" and _process_alive(meta):
+        if writer_alive(meta) and meta.get("pid") != os.getpid():
             raise BadInput(f"--resume {path}: the run is still running (pid {meta.get('pid')})")
         return run, config_from_dict({**config.to_dict(), **values}, "--resume"), meta
 
@@ -245,20 +245,6 @@ class _Session:
 def _check_run_name(run_id: str) -> None:
     if "/" in run_id or run_id.startswith(".") or run_id.endswith("latest"):
         raise BadInput(f"--name: {run_id!r} is not a valid run name")
-
-
-def _process_alive(meta: dict) -> bool:
-    """Whether the process that wrote a 'running' meta.json still runs on this host."""
-    pid = meta.get("pid")
-    if not isinstance(pid, int) or meta.get("host") != socket.gethostname() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _distributed_meta(session: _Session) -> dict[str, Any]:

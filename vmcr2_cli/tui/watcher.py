@@ -15,7 +15,6 @@ a partial last line held until its newline arrives, corrupt lines skipped and co
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Callable, Literal
 
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.runs import (CONFIG_FILE, LATEST_LINK, META_FILE, METRICS_FILE, MetricsTail, RunDir,
-                            is_run_dir, runs_in)
+                            is_run_dir, runs_in, writer_alive)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -168,29 +167,12 @@ class RunTail:
         """What is new since the last call, or None when nothing is."""
         meta = self.read_meta_if_changed()
         records = self.metrics.read_new()
-        alive = process_alive(self.meta)
+        alive = writer_alive(self.meta)
         corrupt = self.metrics.corrupt_lines
         if not records and meta is None and alive == self._process_alive and corrupt == self._reported_corrupt:
             return None
         self._process_alive, self._reported_corrupt = alive, corrupt
         return RunUpdate(self.key, records=records, meta=meta, corrupt_lines=corrupt, process_alive=alive)
-
-
-def process_alive(meta: dict[str, Any]) -> bool | None:
-    """Whether the process of a running run (``pid`` on ``host`` in meta.json) still exists here.
-
-    None when that cannot be told: the run is not running, or ran on another host.
-    """
-    pid, host = meta.get("pid"), meta.get("host")
-    if meta.get("status") != "running" or not isinstance(pid, int) or pid <= 0 or host != socket.gethostname():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 # ----------------------------------------------------------------------------- every run
