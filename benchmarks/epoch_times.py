@@ -3,6 +3,8 @@
 Runs the real ``vmcr2 train`` with the paper's profile (ResNet18, d, q, batch of §4.1)
 on synthetic 3×32×32 images with the dataset's number of classes and training-set size,
 and reports the median epoch time after the first (warm-up) epoch, from metrics.jsonl.
+Our ``mcr2`` is the batched exact path, not the paper's per-class MCR² code: for that
+baseline's cost see ``vmcr2 bench --backbone resnet18`` (its ``mcr2-reference`` rows).
 
     python benchmarks/epoch_times.py --shape tinyimagenet --epochs 3 --json out.json
 """
@@ -15,19 +17,23 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from vmcr2_cli.bench.paper import TABLE_1, PaperEpochTime
+from vmcr2_cli.bench.settings import DATASET_SIZES
 from vmcr2_cli.cli import main
 from vmcr2_cli.runs import RunDir
 
-# (profile, classes, training images) of the paper's datasets.
-SHAPES = {"cifar10": ("cifar10", 10, 50_000), "cifar100": ("cifar100", 100, 50_000),
-          "tinyimagenet": ("tinyimagenet", 200, 100_000)}
-PAPER_A100_SECONDS = {"cifar10": {"mcr2": 33.06, "vmcr2": 20.71}, "cifar100": {"mcr2": 157.45, "vmcr2": 31.14},
-                      "tinyimagenet": {"mcr2": 527.85, "vmcr2": 44.23}}
+# The paper's ResNet18 datasets: profile (also the dataset's registry name) → its row of Table 1.
+SHAPES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "Tiny ImageNet"}
+
+
+def paper_row(shape: str) -> PaperEpochTime:
+    """Table 1's row of ``shape``: its number of classes and the A100 epoch times."""
+    return next(row for row in TABLE_1 if row.dataset == SHAPES[shape])
 
 
 def epoch_times(shape: str, objective: str, epochs: int, runs_dir: Path, extra: list[str]) -> list[float]:
-    profile, classes, size = SHAPES[shape]
-    args = ["train", "--profile", profile, "--objective", objective, "--epochs", str(epochs),
+    classes, size = paper_row(shape).classes, DATASET_SIZES[shape]
+    args = ["train", "--profile", shape, "--objective", objective, "--epochs", str(epochs),
             "--runs-dir", str(runs_dir), "--name", f"{shape}-{objective}",
             "--set", "dataset=synthetic", "--set", f"num_classes={classes}",
             "--set", f"synthetic_train_per_class={size // classes}", "--set", "synthetic_test_per_class=2",
@@ -60,7 +66,7 @@ def run() -> None:
     print(f"{args.shape}: median epoch time after the first epoch")
     for objective, figures in results["objectives"].items():
         ratio = f"  ({figures['median_s'] / base:.2f}× V-MCR²)" if base else ""
-        paper = PAPER_A100_SECONDS[args.shape].get(objective)
+        paper = paper_row(args.shape).epoch_seconds().get(objective)
         paper_text = f"  paper, A100: {paper:.2f} s" if paper else ""
         print(f"  {objective:6s} {figures['median_s']:8.2f} s{ratio}{paper_text}")
     if args.json:

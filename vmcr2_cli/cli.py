@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - older Typer on the real click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
 from vmcr2_cli import __version__
+from vmcr2_cli.commands import bench as bench_command
 from vmcr2_cli.commands import compare as compare_command
 from vmcr2_cli.commands import eval as eval_command
 from vmcr2_cli.commands import latch as latch_command
@@ -52,6 +53,7 @@ app.command("watch")(watch_command.watch)
 app.command("eval")(eval_command.eval_run)
 app.command("latch")(latch_command.latch)
 app.command("compare")(compare_command.compare)
+app.command("bench")(bench_command.bench)
 
 
 def _fail(message: str, code: int) -> None:

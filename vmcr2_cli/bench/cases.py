@@ -1,0 +1,142 @@
+"""The timed steps: each objective alone, and a whole training step with a backbone.
+
+Every step does what ``vmcr2 train`` does per batch (see ``training/trainer.py``):
+it groups the batch by class from the CPU labels (``ClassPartition``), calls the
+objective's ``step`` — for V-MCR² the proximal Γ/A update and the θ loss, for every
+objective the exact ΔR the trainer logs — and back-propagates the loss. The
+``mcr2-reference`` variant replaces the objective by ``rate_reduction_reference``
+(one d×d Cholesky per class in a Python loop: the cost profile of the original MCR²
+code, the paper's baseline). The training step adds the backbone's forward (bf16
+autocast and channels_last on a GPU, as training does), ``zero_grad`` and the
+optimizer's step. Data loading and augmentation are not part of any step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from vmcr2_cli.models import build_featurizer
+from vmcr2_cli.objectives import ClassPartition, TrainingObjective, build_objective, rate_reduction_reference
+
+from .settings import REFERENCE, BenchSettings
+from .workload import latch_on_batch
+
+Step = Callable[[], None]
+LossFn = Callable[[Tensor, Tensor], Tensor]  # (features, CPU labels) → loss to minimize
+
+# The paper's optimizer for MCR² and V-MCR² (§4.1); its cost is the same for every lr.
+LEARNING_RATE = 1e-3
+
+
+class ObjectiveUnderTest:
+    """One variant at one class count: its loss function and the parameters it trains (CE's head).
+
+    Args:
+        variant: one of ``settings.VARIANTS``.
+        settings: the bench settings (shape, ε², dtype).
+        classes: k.
+        device: where it runs.
+        latch_features: features to latch V-MCR²'s Γ and A on (Algorithm 1 starts
+            latched), with their CPU labels.
+    """
+
+    def __init__(self, variant: str, settings: BenchSettings, classes: int, device: torch.device,
+                 latch_features: tuple[Tensor, Tensor], generator: torch.Generator) -> None:
+        self.variant = variant
+        self.classes = classes
+        self.objective: TrainingObjective | None = None
+        if variant == REFERENCE:
+            eps2, dtype = settings.eps2, settings.torch_dtype
+
+            def reference_loss(Z: Tensor, labels: Tensor) -> Tensor:
+                return -rate_reduction_reference(Z, labels, classes, eps2, dtype).delta_r
+
+            self.loss: LossFn = reference_loss
+            return
+        self.objective = build_objective(
+            variant, settings.dim, classes, eps2=settings.eps2, dictionary_size=settings.dictionary_size(classes),
+            dtype=settings.torch_dtype).to(device)
+        if variant == "vmcr2":
+            Z, labels = latch_features
+            latch_on_batch(self.objective.variational, Z, ClassPartition(labels, classes), generator)
+        objective = self.objective
+
+        def objective_loss(Z: Tensor, labels: Tensor) -> Tensor:
+            partition = ClassPartition(labels, classes)  # per step, from CPU labels, as the trainer does
+            return objective.step(Z, partition).loss
+
+        self.loss = objective_loss
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [] if self.objective is None else list(self.objective.parameters())
+
+
+def objective_step(under_test: ObjectiveUnderTest, Z: Tensor, labels: Tensor) -> Step:
+    """Forward and backward of the objective alone on fixed features Z (a fresh leaf each call)."""
+    parameters = under_test.parameters()
+
+    def step() -> None:
+        features = Z.detach().requires_grad_()
+        loss = under_test.loss(features, labels)
+        for parameter in parameters:
+            parameter.grad = None
+        loss.backward()
+
+    return step
+
+
+class Backbone:
+    """A featurizer in training mode with its batch of synthetic images, as the trainer runs it."""
+
+    def __init__(self, settings: BenchSettings, device: torch.device, images: Tensor) -> None:
+        self.device = device
+        self.images = images
+        model = build_featurizer(settings.backbone, in_channels=settings.image_channels,
+                                 feature_dim=settings.dim, stem=settings.stem)
+        model = model.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.train()
+
+    def features(self) -> Tensor:
+        """The batch's features (m, d), with a graph; bf16 autocast on a GPU, as the trainer runs it."""
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model(self.images)
+
+    @torch.no_grad()
+    def sample_features(self) -> Tensor:
+        """Features of the batch without a graph, in float32 (for latching)."""
+        return self.features().float()
+
+    def optimizer(self, extra: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(list(self.model.parameters()) + extra, lr=LEARNING_RATE)
+
+
+def training_step(backbone: Backbone, under_test: ObjectiveUnderTest, labels: Tensor) -> Step:
+    """Forward, objective, backward and optimizer step (Algorithm 1's lines 4–12 for V-MCR²)."""
+    optimizer = backbone.optimizer(under_test.parameters())
+
+    def step() -> None:
+        Z = backbone.features()
+        loss = under_test.loss(Z, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def backbone_step(backbone: Backbone) -> Step:
+    """The baseline: the backbone's forward and backward with a trivial loss, and the optimizer step."""
+    optimizer = backbone.optimizer([])
+
+    def step() -> None:
+        loss = backbone.features().float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
