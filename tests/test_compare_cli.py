@@ -88,6 +88,17 @@ def test_compare_prints_one_table_with_what_is_missing_said_plainly(three_runs, 
         assert text in out, text
 
 
+def test_an_80_column_terminal_gets_one_column_per_run(three_runs, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = vmcr2("compare", *three_runs, capsys=capsys)
+    assert code == 0
+    table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= 80
+    rows = {line.split("│")[1].strip(): line for line in table if line.count("│") > 2}
+    assert {"objective", "final ΔR", "test acc.", "speedup"} <= set(rows)
+    assert "MCR²" in rows["objective"] and "not evaluated" in rows["test acc."]
+
+
 def test_compare_falls_back_to_the_accuracy_measured_at_the_end_of_training(tmp_path, capsys):
     run = make_run(tmp_path / "runs", "trained", objective="ce",
                    eval_line={"epoch": 5, "nearest_subspace_accuracy": 0.8, "head_accuracy": 0.85})

@@ -81,22 +81,35 @@ def compare(
 
 
 def render_comparison(document: dict[str, Any], console) -> None:
+    from rich.measure import Measurement
     from rich.table import Table
 
     from vmcr2_cli.evaluation.comparison import table_cells
 
     rows = document["runs"]
-    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}", title_justify="left")
+    title = f"{len(rows)} run{'s' if len(rows) != 1 else ''}"
     columns = [("run", "left"), ("objective", "left"), ("profile", "left"), ("dataset", "left"),
                ("k", "right"), ("status", "left"), ("epochs", "right"), ("final ΔR", "right"),
                ("best ΔR @epoch", "right"), ("R", "right"), ("R_c", "right"), ("test acc.", "right"),
                ("epoch s mean/median", "right"), ("speedup", "right")]
-    for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="fold")
     styles = {"running": "yellow", "failed": "red", "interrupted": "magenta"}
+    all_cells = []
     for row, cells in zip(rows, table_cells(rows)):
         cells[5] = f"[{styles[row['status']]}]{cells[5]}[/]" if row["status"] in styles else cells[5]
+        all_cells.append(cells)
+    table = Table(title=title, title_justify="left")
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=True)
+    for cells in all_cells:
         table.add_row(*cells)
+    if Measurement.get(console, console.options.update_width(10_000), table).maximum > console.width:
+        # Too wide for the terminal (80 columns over SSH): one column per run instead of one per figure.
+        table = Table(title=title, title_justify="left")
+        table.add_column("", style="bold")
+        for cells in all_cells:
+            table.add_column(cells[0], justify="right", overflow="fold")
+        for index, (name, _) in enumerate(columns[1:], start=1):
+            table.add_row(name, *(cells[index] for cells in all_cells))
     console.print(table)
     console.print("[dim]ΔR, R, R_c: means over each epoch's training batches, as logged. speedup: the first "
                   "run's median epoch time / each run's. test acc.: nearest subspace (eq. 8) from eval.json"
