@@ -8,23 +8,12 @@ from pathlib import Path
 import pytest
 
 from fixtures_data import isolate_data
-from vmcr2_cli import cli
+from cli_runner import vmcr2
 
 # Seconds on a laptop CPU: 10 synthetic classes of 20 images, 2 steps an epoch, d = 16.
 TINY = ["--profile", "synthetic", "--set", "synthetic_train_per_class=20", "--set", "synthetic_test_per_class=6",
         "--batch-size", "100", "--set", "feature_dim=16", "--set", "atoms_per_class=2", "--set", "log_every=1",
         "--set", "eval_at_end=false"]
-
-
-def vmcr2(*args: str, capsys=None) -> tuple[int, str, str]:
-    """Run the CLI in this process; (exit code, stdout, stderr)."""
-    try:
-        cli.main([str(arg) for arg in args])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 0
-    out, err = capsys.readouterr() if capsys is not None else ("", "")
-    return code, out, err
 
 
 def train_tiny(runs_dir: Path, *extra: str) -> Path:

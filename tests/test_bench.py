@@ -13,28 +13,25 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
 from rich.console import Console
-from typer.testing import CliRunner
 
+from cli_runner import vmcr2
 from vmcr2_cli.bench.output import CSV_FILE, JSON_FILE, PLOT_FILE
 from vmcr2_cli.bench.report import render
 from vmcr2_cli.bench.results import BACKBONE
 from vmcr2_cli.bench.settings import VARIANTS, make_settings
-from vmcr2_cli.commands.bench import bench
-from vmcr2_cli.errors import BadInput
 
-app = typer.Typer()
-app.command()(bench)
-runner = CliRunner()
 
 TINY = ["--batch-size", "32", "--dim", "8", "--atoms-per-class", "2", "--classes", "2,4", "--repeats", "2",
         "--warmup", "1", "--device", "cpu"]
 WIDTH = "120"
 
 
-def run_bench_cli(*args: str) -> typer.testing.Result:
-    return runner.invoke(app, list(args), env={"COLUMNS": WIDTH})
+def run_bench_cli(*args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``vmcr2 bench ARGS…`` on a WIDTH-column terminal."""
+    with pytest.MonkeyPatch.context() as monkeypatch:  # usable from module-scoped fixtures
+        monkeypatch.setenv("COLUMNS", WIDTH)
+        return vmcr2("bench", *args)
 
 
 def only_bench_dir(runs_dir: Path) -> Path:
@@ -47,18 +44,18 @@ def only_bench_dir(runs_dir: Path) -> Path:
 def table_run(tmp_path_factory):
     """The bench with a backbone, printing its tables: (stdout, bench folder)."""
     runs_dir = tmp_path_factory.mktemp("table") / "runs"
-    result = run_bench_cli(*TINY, "--backbone", "mnist-cnn", "--dataset-size", "100", "--runs-dir", str(runs_dir))
-    assert result.exit_code == 0, result.output
-    return result.stdout, only_bench_dir(runs_dir)
+    code, out, err = run_bench_cli(*TINY, "--backbone", "mnist-cnn", "--dataset-size", "100", "--runs-dir", str(runs_dir))
+    assert code == 0, err
+    return out, only_bench_dir(runs_dir)
 
 
 @pytest.fixture(scope="module")
 def json_run(tmp_path_factory):
     """The bench of the objectives alone with --json: (parsed stdout, bench folder)."""
     runs_dir = tmp_path_factory.mktemp("json") / "runs"
-    result = run_bench_cli(*TINY, "--json", "--runs-dir", str(runs_dir))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout), only_bench_dir(runs_dir)
+    code, out, err = run_bench_cli(*TINY, "--json", "--runs-dir", str(runs_dir))
+    assert code == 0, err
+    return json.loads(out), only_bench_dir(runs_dir)
 
 
 def test_json_has_a_row_per_variant_and_class_count_with_its_figures(json_run):
@@ -82,7 +79,7 @@ def test_json_names_the_device_versions_and_settings(json_run):
     assert env["device"] == "cpu" and env["device_name"] and env["torch_threads"] >= 1
     assert {"python", "torch", "vmcr2"} <= set(env["versions"])
     assert report["settings"]["batch_size"] == 32 and report["settings"]["eps2"] == 0.5
-    assert report["command"].startswith("vmcr2 ")
+    assert report["command"].startswith("vmcr2 bench " + " ".join(TINY) + " --json --runs-dir ")
     assert [row["ratio"] for row in report["paper_table_1"]["rows"]] == [1.84, 1.60, 5.06, 11.93]
 
 
@@ -149,16 +146,16 @@ def test_every_file_of_a_backbone_run_exists(table_run):
     (["--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_is_refused_before_any_timing(tmp_path, args, words):
-    result = run_bench_cli(*TINY, *args, "--runs-dir", str(tmp_path / "runs"))
-    assert isinstance(result.exception, BadInput), result.output
-    assert words in str(result.exception) and "\n" not in str(result.exception)
+    code, out, err = run_bench_cli(*TINY, *args, "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_asking_for_cuda_without_a_gpu_is_bad_input(tmp_path):
-    result = run_bench_cli(*TINY, "--device", "cuda", "--runs-dir", str(tmp_path / "runs"))
-    assert isinstance(result.exception, BadInput) and "no CUDA device" in str(result.exception)
+    code, _, err = run_bench_cli(*TINY, "--device", "cuda", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and "no CUDA device" in err
 
 
 def test_settings_default_to_the_papers_shape():

@@ -21,7 +21,7 @@ import torch
 from distributed_workers import (OBJECTIVES, latch_features, one_step_config, run_on_processes, trained_state,
                                  without_dropout)
 
-from vmcr2_cli.cli import main
+from cli_runner import vmcr2
 from vmcr2_cli.distributed import FollowerRun
 from vmcr2_cli.distributed.launcher import exit_code_of
 from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
@@ -143,16 +143,6 @@ def test_a_bad_input_on_one_process_ends_every_process_with_its_message(processe
 
 
 # ---------------------------------------------------------------------------------- the command line
-
-def vmcr2(*args: str, capsys) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 @pytest.mark.parametrize("args, environment, message", [
     (["--nproc", "0"], {}, "error: --nproc must be at least 1, not 0"),

@@ -15,24 +15,13 @@ import torch
 
 from fixtures_data import isolate_data, write_cifar10, write_cifar100, write_idx_dataset, write_tinyimagenet
 
-from vmcr2_cli.cli import main
+from cli_runner import vmcr2
 from vmcr2_cli.config import load_config_file
 from vmcr2_cli.runs import EPOCH_KEYS, VARIATIONAL_KEYS, RunDir
 
 # A few seconds on a laptop CPU: 10 synthetic classes, 4 steps an epoch.
 QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
          "--batch-size", "100", "--set", "log_every=1"]
-
-
-def vmcr2(*args: str, capsys=None) -> tuple[int, str, str]:
-    """Run the CLI in this process; (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 0
-    out, err = capsys.readouterr() if capsys is not None else ("", "")
-    return code, out, err
 
 
 def train_quick(tmp_path: Path, *extra: str, capsys=None) -> tuple[int, str, str]:
@@ -84,6 +73,7 @@ def test_each_objective_trains_and_leaves_a_run_directory_of_the_contract(tmp_pa
     meta = run.read_meta()
     assert meta["status"] == "finished" and meta["end_time"] >= meta["start_time"]
     assert meta["seed"] == 0 and meta["versions"]["torch"] == torch.__version__
+    assert meta["command"].startswith("vmcr2 train --profile synthetic ") and f"--objective {objective}" in meta["command"]
     lines = run.read_metrics()
     epochs = [line for line in lines if line["type"] == "epoch"]
     assert [line["epoch"] for line in epochs] == [0, 1]

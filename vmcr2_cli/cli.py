@@ -15,7 +15,7 @@ try:  # Typer ≥ 0.25 raises the exceptions of its vendored copy of click
 except ImportError:  # pragma: no cover - older Typer on the real click
     from click.exceptions import ClickException, NoArgsIsHelpError
 
-from vmcr2_cli import __version__
+from vmcr2_cli import __version__, invocation
 from vmcr2_cli.commands import bench as bench_command
 from vmcr2_cli.commands import compare as compare_command
 from vmcr2_cli.commands import eval as eval_command
@@ -63,6 +63,7 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    invocation.record(argv)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="vmcr2", standalone_mode=False)

@@ -6,8 +6,9 @@ are all drawn from this dict, so ``--json`` carries every figure they show.
 
 from __future__ import annotations
 
-import sys
 import time
+
+from vmcr2_cli import invocation
 
 from .paper import PAPER_DEVICE, TABLE_1
 from .settings import IMAGE_SIZE, REFERENCE, BenchSettings
@@ -21,19 +22,15 @@ TIMING_FIELDS = ("median_s", "q1_s", "q3_s", "min_s", "max_s", "repeats", "warmu
 Timings = dict[tuple[str, int | None, str], CaseTiming]  # (variant, k or None, OBJECTIVE/STEP) → result
 
 
-def build_report(settings: BenchSettings, machine: dict, timings: Timings, started: float,
-                 command: list[str] | None) -> dict:
-    """The report of a bench that started at ``started`` (Unix seconds) on ``machine`` (see ``environment``).
-
-    ``command``: the arguments after ``vmcr2`` (default: this process's).
-    """
+def build_report(settings: BenchSettings, machine: dict, timings: Timings, started: float) -> dict:
+    """The report of a bench that started at ``started`` (Unix seconds) on ``machine`` (see ``environment``)."""
     rows = [_row(settings, timings, BACKBONE, None)] if settings.backbone else []
     rows += [_row(settings, timings, variant, classes) for classes in settings.classes for variant in settings.variants]
     return {
         "tool": "vmcr2 bench",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 3),
-        "command": " ".join(["vmcr2", *(sys.argv[1:] if command is None else command)]),
+        "command": invocation.command_line(),
         "settings": settings.to_json(),
         "environment": machine,
         "rows": rows,

@@ -26,8 +26,7 @@ from .workload import subspace_features, synthetic_images
 Progress = Callable[[str], None]
 
 
-def run_bench(settings: BenchSettings, progress: Progress = lambda message: None,
-              command: list[str] | None = None) -> dict:
+def run_bench(settings: BenchSettings, progress: Progress = lambda message: None) -> dict:
     """Time ``settings``' variants at each of its class counts; the report as a JSON-ready dict."""
     device = resolve_device(settings.device)  # BadInput when CUDA is asked for and absent
     threads_before = torch.get_num_threads()
@@ -40,7 +39,7 @@ def run_bench(settings: BenchSettings, progress: Progress = lambda message: None
                                                                        "end": environment.load_average()}}
     finally:
         torch.set_num_threads(threads_before)
-    return build_report(settings, machine, timings, started, command)
+    return build_report(settings, machine, timings, started)
 
 
 def _time_all(settings: BenchSettings, device: torch.device, progress: Progress) -> Timings:

@@ -13,7 +13,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -257,7 +256,7 @@ def _initial_meta(run, config, profile_path: Path, session: _Session) -> dict[st
     import torch
     import torchvision
 
-    from vmcr2_cli import __version__
+    from vmcr2_cli import __version__, invocation
 
     device_name = (torch.cuda.get_device_name(session.device) if session.device.type == "cuda"
                    else platform.processor() or platform.machine())
@@ -276,7 +275,7 @@ def _initial_meta(run, config, profile_path: Path, session: _Session) -> dict[st
         "seed": config.seed,
         "device": str(session.device),
         "device_name": device_name,
-        "command": " ".join(["vmcr2", *sys.argv[1:]]),
+        "command": invocation.command_line(),
         "versions": {"vmcr2": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "torchvision": torchvision.__version__},
         "git_commit": _git_commit(),
