@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from rich.console import Group
 from rich.text import Text
-from textual.app import RenderResult
+from textual.app import ComposeResult, RenderResult
+from textual.containers import Horizontal, Vertical
 from textual_plotext import PlotextPlot
 
 from vmcr2_cli.tui.formatting import fmt_value
@@ -198,3 +199,22 @@ def nice_ticks(lo: float, hi: float, most: int, *, integer: bool = False) -> lis
             if len(ticks) <= most:
                 return ticks or [lo]
     return [lo, hi]
+
+
+class ChartTrio(Vertical):
+    """Three charts of ``CHARTS`` ((metric key, title) pairs): the first spans the width, two share a row."""
+
+    CHARTS: tuple[tuple[str, str], ...] = ()
+    DEFAULT_CSS = """
+    ChartTrio > Horizontal { height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        (key, title), *pair = self.CHARTS
+        yield MetricChart(title, id=f"chart-{key}")
+        with Horizontal():
+            for key, title in pair:
+                yield MetricChart(title, id=f"chart-{key}")
+
+    def chart(self, key: str) -> MetricChart:
+        return self.query_one(f"#chart-{key}", MetricChart)
