@@ -16,8 +16,9 @@ def hermetic(monkeypatch, tmp_path):
     return isolate_data(monkeypatch, tmp_path)
 
 
-def test_registry_names_the_six_datasets():
-    assert dataset_names() == ["mnist", "fashion-mnist", "cifar10", "cifar100", "tinyimagenet", "synthetic"]
+def test_registry_names_the_eight_datasets():
+    assert dataset_names() == ["mnist", "fashion-mnist", "fashion-mnist-pairs", "fashion-mnist-triples",
+                               "cifar10", "cifar100", "tinyimagenet", "synthetic"]
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

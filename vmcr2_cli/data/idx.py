@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from vmcr2_cli.data.dataset import LoadContext, Splits
-from vmcr2_cli.data.discovery import Layout, find_dataset
+from vmcr2_cli.data.discovery import Layout, Located, find_dataset
 from vmcr2_cli.data.download import RemoteFile, md5_of
 from vmcr2_cli.data.errors import DatasetCorrupt, one_line
 
@@ -97,9 +97,10 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(images, (left, size - width - left, top, size - height - top))
 
 
-def _load(ctx: LoadContext, layout: Layout, md5s: dict[str, str], mirrors: tuple[str, ...], class_names: list[str], other: tuple[str, dict[str, str]]) -> Splits:
+def _locate(ctx: LoadContext, layout: Layout, md5s: dict[str, str], mirrors: tuple[str, ...],
+            other: tuple[str, dict[str, str]]) -> Located:
     remote = [RemoteFile(name, tuple(m + name for m in mirrors), md5) for name, md5 in md5s.items()]
-    located = find_dataset(
+    return find_dataset(
         layout,
         ctx.roots,
         download=ctx.download,
@@ -107,6 +108,9 @@ def _load(ctx: LoadContext, layout: Layout, md5s: dict[str, str], mirrors: tuple
         download_folder=layout.dataset,
         check=_not_the_other_dataset(layout.dataset, *other),
     )
+
+
+def _read(located: Located, class_names: list[str]) -> Splits:
     files = located.files
     train_images, train_labels = read_idx_split(files[TRAIN_IMAGES], files[TRAIN_LABELS], len(class_names))
     test_images, test_labels = read_idx_split(files[TEST_IMAGES], files[TEST_LABELS], len(class_names))
@@ -128,9 +132,20 @@ def _not_the_other_dataset(wanted: str, other_name: str, other_md5: dict[str, st
 
 def load_mnist(ctx: LoadContext) -> Splits:
     """MNIST, 60000 train / 10000 test, padded to 1×32×32."""
-    return _load(ctx, MNIST_LAYOUT, MNIST_MD5, MNIST_MIRRORS, MNIST_CLASSES, ("fashion-mnist", FASHION_MNIST_MD5))
+    located = _locate(ctx, MNIST_LAYOUT, MNIST_MD5, MNIST_MIRRORS, ("fashion-mnist", FASHION_MNIST_MD5))
+    return _read(located, MNIST_CLASSES)
+
+
+def locate_fashion_mnist(ctx: LoadContext) -> Located:
+    """Where the Fashion-MNIST IDX files are (found or downloaded as for ``fashion-mnist``)."""
+    return _locate(ctx, FASHION_MNIST_LAYOUT, FASHION_MNIST_MD5, FASHION_MNIST_MIRRORS, ("mnist", MNIST_MD5))
+
+
+def read_fashion_mnist(located: Located) -> Splits:
+    """The Fashion-MNIST files at ``located``, padded to 1×32×32."""
+    return _read(located, FASHION_MNIST_CLASSES)
 
 
 def load_fashion_mnist(ctx: LoadContext) -> Splits:
     """Fashion-MNIST, 60000 train / 10000 test, padded to 1×32×32."""
-    return _load(ctx, FASHION_MNIST_LAYOUT, FASHION_MNIST_MD5, FASHION_MNIST_MIRRORS, FASHION_MNIST_CLASSES, ("mnist", MNIST_MD5))
+    return read_fashion_mnist(locate_fashion_mnist(ctx))

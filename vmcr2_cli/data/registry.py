@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmcr2_cli.data import cifar, idx, synthetic, tinyimagenet
+from vmcr2_cli.data import cifar, compositions, idx, synthetic, tinyimagenet
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
 from vmcr2_cli.data.discovery import default_cache_dir, search_roots
 from vmcr2_cli.data.label_noise import apply_label_noise
@@ -27,6 +27,8 @@ class DatasetSpec:
     training resolution (one value is broadcast to every channel). ``augment``: the paper's
     augmentation for the dataset (see :mod:`vmcr2_cli.data.augment`). ``options``: the
     keyword options the loader accepts (only the synthetic dataset has any).
+    ``mirror_safe``: False where a horizontal flip changes the class (composed images,
+    whose class is read left to right), so the flip augmentations are refused.
     """
 
     name: str
@@ -36,10 +38,11 @@ class DatasetSpec:
     augment: str
     description: str
     options: tuple[str, ...] = ()
+    mirror_safe: bool = True
 
 
 # MNIST/Fashion-MNIST statistics are those of the images padded to 32×32 (their 28×28
-# values are 0.1307/0.3081 and 0.2860/0.3530). CIFAR values are the true per-channel
+# values are 0.1307/0.3081 and 0.2860/0.3530); the compositions' cells are such images. CIFAR values are the true per-channel
 # standard deviations (not the often-copied 0.2023, 0.1994, 0.2010). Tiny ImageNet's are
 # those of the 64×64 images; resizing to 32 leaves the mean and lowers the std by ~2 %.
 DATASETS: dict[str, DatasetSpec] = {
@@ -47,6 +50,8 @@ DATASETS: dict[str, DatasetSpec] = {
     for spec in [
         DatasetSpec("mnist", idx.load_mnist, (0.1001,), (0.2752,), "crop-flip", "MNIST digits, 60k/10k, 1×32×32 (padded)"),
         DatasetSpec("fashion-mnist", idx.load_fashion_mnist, (0.2190,), (0.3318,), "crop-flip", "Fashion-MNIST, 60k/10k, 1×32×32 (padded)"),
+        DatasetSpec("fashion-mnist-pairs", compositions.load_pairs, (0.2190,), (0.3318,), "none", "two Fashion-MNIST items side by side, 100 classes, 60k/10k, 1×32×64", mirror_safe=False),
+        DatasetSpec("fashion-mnist-triples", compositions.load_triples, (0.2190,), (0.3318,), "none", "three Fashion-MNIST items side by side, 1000 classes, 60k/10k, 1×32×96", mirror_safe=False),
         DatasetSpec("cifar10", cifar.load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop-flip", "CIFAR-10, 50k/10k, 3×32×32"),
         DatasetSpec("cifar100", cifar.load_cifar100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "crop-flip", "CIFAR-100 (fine labels), 50k/10k, 3×32×32"),
         DatasetSpec("tinyimagenet", tinyimagenet.load_tinyimagenet, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "flip", "Tiny ImageNet, 100k/10k (val), 3×32×32 (resized from 64)"),

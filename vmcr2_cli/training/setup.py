@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from vmcr2_cli.config import TrainConfig
-from vmcr2_cli.data import ImageDataset, load_dataset
+from vmcr2_cli.data import ImageDataset, get_spec, load_dataset
 from vmcr2_cli.errors import BadInput
 
 
@@ -40,6 +40,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
     """The dataset of ``config``: label noise applied, cut to ``train_subset``, checked against the batch."""
+    if config.augment in ("crop-flip", "flip") and not get_spec(config.dataset).mirror_safe:
+        raise BadInput(f"augment = {config.augment!r} flips images, which changes the class of {config.dataset} "
+                       f"(read left to right); use augment = 'none'")
     synthetic = {}
     if config.dataset == "synthetic":
         synthetic = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
