@@ -25,14 +25,17 @@ from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.setup import load_training_data
 from vmcr2_cli.training.trainer import Trainer, TrainingInterrupted, step_seed
 
-OBJECTIVES = ("mcr2", "vmcr2", "ce")
+OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-tangent", "ce")  # vmcr2-tangent: vmcr2 with vmcr2_method = "tangent"
 CPU = torch.device("cpu")
 
 
 def tiny_config(objective: str, **changes) -> TrainConfig:
     """10 synthetic classes, 400 images, 4 steps of 100 an epoch: seconds on a CPU."""
+    objective, _, method = objective.partition("-")
     values = {"synthetic_train_per_class": 40, "synthetic_test_per_class": 10, "batch_size": 100,
               "device": "cpu", "log_every": 1, "eval_at_end": False, **changes}
+    if method:
+        values["vmcr2_method"] = method
     return resolve_config("synthetic", objective, values)[0]
 
 

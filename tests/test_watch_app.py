@@ -242,7 +242,7 @@ async def test_the_variational_view_draws_vmcr2_runs_only(mcr2_run, vmcr2_run, t
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: len(table(app)) == 2)
         await pilot.press("2")
-        for key in ("m_term", "r_v", "r_c_v"):
+        for key in ("m_term", "r_v", "r_v_over_r"):
             assert [s.label for s in chart(app, key).series] == [vmcr2_run.path.name]
 
 

@@ -82,7 +82,8 @@ class FakeRun:
             "gpu_mem_mb": (10240.0 + 16 * index) if self.gpu else None,
         }
         if self.objective == "vmcr2":
-            values.update({"r_v": r - 1.0, "r_c_v": r_c + 0.5, "m_term": 50.0 * math.exp(-t / 5) + 1.0})
+            values.update({"r_v": r - 1.0, "r_c_v": r_c + 0.5, "m_term": 50.0 * math.exp(-t / 5) + 1.0,
+                           "r_v_over_r": (r - 1.0) / r})
         return values
 
     def epoch_end_time(self, index: int) -> float:

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmcr2_cli.data.registry import dataset_names
+from vmcr2_cli.models.registry import MODEL_BUILDERS
+from vmcr2_cli.objectives.training import OBJECTIVES as OBJECTIVE_BUILDERS, VMCR2_METHODS
 from vmcr2_cli.errors import BadInput
 
 if sys.version_info >= (3, 11):
@@ -23,9 +26,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-OBJECTIVES = ("mcr2", "vmcr2", "ce")
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tinyimagenet", "synthetic")
-MODELS = ("mnist-cnn", "resnet18", "preact-resnet18")
+# The registries are the one list of each kind of name.
+OBJECTIVES = tuple(OBJECTIVE_BUILDERS)
+DATASETS = tuple(dataset_names())
+MODELS = tuple(MODEL_BUILDERS)
 
 
 def _key(default: Any, help: str, *, choices: tuple = (), low: float | None = None,
@@ -62,6 +66,10 @@ class TrainConfig:
     mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True)
     nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True)
     nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True)
+    vmcr2_method: str = _key("paper", "how V-MCR² trains θ: Algorithm 1 as written, or the tangent bound of ΔR "
+                             "(the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
+    track_rate: float = _key(1.0, "tangent method: how far Γ, A move towards each batch (1 = refit)",
+                             low=0.0, high=1.0, low_open=True)
     atoms_per_class: int = _key(20, "dictionary atoms per class s; q = s·k", low=1)
     latch_every: int = _key(50, "epochs between latchings (Algorithm 2); 0 = only before training", low=0)
     objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))

@@ -43,7 +43,8 @@ STATUSES = ("running", "finished", "interrupted", "failed")
 # Metric line types and the keys each carries (besides ``type`` and ``time``).
 EPOCH_KEYS = ("epoch", "step", "delta_r", "r", "r_c", "loss", "lr", "epoch_time_s",
               "images_per_s", "gpu_util", "gpu_mem_mb")
-VARIATIONAL_KEYS = ("r_v", "r_c_v", "m_term")
+# r_v_over_r: R^v / R of the same batches, the faithfulness of V-MCR² (1 = the exact R).
+VARIATIONAL_KEYS = ("r_v", "r_c_v", "m_term", "r_v_over_r")
 METRIC_TYPES = ("epoch", "step", "latch", "eval", "status")
 
 

@@ -32,9 +32,16 @@ from torch import Tensor, nn
 from .cross_entropy import CrossEntropy
 from .partition import ClassPartition
 from .rate_reduction import RateReduction, rate_reduction
+from .numerics import prepare_features
 from .sharding import Collective, batch_partitions, whole_batch
-from .validation import check_positive, check_positive_int
+from .tangent import block_terms, tangent_bound, track
+from .validation import check_features, check_positive, check_positive_int
 from .variational import VariationalMCR2
+
+# How V-MCR² trains θ: "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ
+# descends μ/(2m)·M); "tangent" refits Γ, A to the batch and θ ascends the tangent bound
+# of ΔR that they define, the μ → ∞ limit of Algorithm 1 (see ``tangent.py``).
+VMCR2_METHODS = ("paper", "tangent")
 
 
 class StepResult(NamedTuple):
@@ -92,19 +99,32 @@ class MCR2Objective(TrainingObjective):
 
 
 class VMCR2Objective(TrainingObjective):
-    """V-MCR² (eq. 7, Algorithm 1): a proximal step on Γ, A, then loss = μ/(2m)·M for θ.
+    """V-MCR² (eq. 7), trained by Algorithm 1 (``method="paper"``) or by its tangent form.
 
+    ``paper``: a proximal step on Γ, A, then loss = μ/(2m)·M for θ (lines 5–12).
+    ``tangent``: Γ, A follow the batch (one block power iteration at rate ``track_rate``,
+    see ``tangent.track``), then loss = −(R − R_c^⊤), the tangent lower bound of ΔR that
+    they define (``tangent.tangent_bound``); μ and ν play no part.
     Latching (Algorithm 2) is the trainer's to schedule: ``objective.variational.latch``
     or ``latch_from_moments``.
     """
 
     name = "vmcr2"
-    metric_names = ("r", "r_c", "delta_r", "r_v", "r_c_v", "m_term")
+    metric_names = ("r", "r_c", "delta_r", "r_v", "r_c_v", "m_term", "r_v_over_r")
 
     def __init__(self, feature_dim: int, num_classes: int, dictionary_size: int, *, eps2: float = 0.5,
-                 mu: float = 1.0, nu_gamma: float = 5.0, nu_A: float = 5.0, dtype: torch.dtype = torch.float32,
-                 validate: bool | None = None) -> None:
+                 mu: float = 1.0, nu_gamma: float = 5.0, nu_A: float = 5.0, method: str = "paper",
+                 track_rate: float = 1.0, dtype: torch.dtype = torch.float32, validate: bool | None = None) -> None:
         super().__init__(num_classes, eps2, dtype, validate)
+        if method not in VMCR2_METHODS:
+            raise ValueError(f"unknown V-MCR² method {method!r}; choose one of {', '.join(VMCR2_METHODS)}")
+        if method == "tangent" and dictionary_size % num_classes:
+            raise ValueError(f"the tangent method needs dictionary_size (q={dictionary_size}) divisible by "
+                             f"num_classes (k={num_classes}): each class owns q/k atoms")
+        if not 0 < track_rate <= 1:
+            raise ValueError(f"track_rate must be in (0, 1], got {track_rate}")
+        self.method = method
+        self.track_rate = float(track_rate)
         self.variational = VariationalMCR2(
             feature_dim, num_classes, dictionary_size, eps2=eps2, mu=mu, nu_gamma=nu_gamma, nu_A=nu_A, dtype=dtype
         )
@@ -112,13 +132,30 @@ class VMCR2Objective(TrainingObjective):
     def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
         validate = self._validating(Z)
         partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
+        if self.method == "tangent":
+            return self._tangent_step(Z, partition, validate, collective)
         # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
         terms = self.variational.proximal_step(Z, partition, validate=validate, collective=collective)
         # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
         loss = self.variational.theta_loss(Z, partition, validate=validate, collective=collective)
         metrics = self._exact_metrics(whole_batch(Z.detach(), collective), partition, validate)
-        metrics.update(r_v=terms.r_v.detach(), r_c_v=terms.r_c_v.detach(), m_term=terms.m_term.detach())
-        return StepResult(loss=loss, metrics=metrics)
+        return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
+
+    def _tangent_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
+                      collective: Collective | None) -> StepResult:
+        variational = self.variational
+        if validate:
+            check_features(Z, validate=True, unit_rows=True)
+        # The bound pairs every sample with its class's atoms and R needs every row: the
+        # whole batch, gathered with its gradient (as exact MCR² does); every process then
+        # tracks the same dictionary.
+        batch = prepare_features(whole_batch(Z, collective), variational.gamma.dtype)
+        partition.check_batch(batch)
+        track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
+        bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
+        terms = block_terms(batch.detach(), partition, variational.gamma, variational.A, self.eps2, check=validate)
+        metrics = self._exact_metrics(batch.detach(), partition, validate)
+        return StepResult(loss=-bound.bound, metrics=_with_variational(metrics, terms))
 
 
 class CEObjective(TrainingObjective):
@@ -143,22 +180,29 @@ class CEObjective(TrainingObjective):
         return StepResult(loss=loss, metrics=metrics)
 
 
+def _with_variational(metrics: dict[str, Tensor], terms) -> dict[str, Tensor]:
+    """The exact metrics and eq. 7's terms beside them, with R^v / R (faithfulness, 1 = exact)."""
+    r_v = terms.r_v.detach()
+    return {**metrics, "r_v": r_v, "r_c_v": terms.r_c_v.detach(), "m_term": terms.m_term.detach(),
+            "r_v_over_r": r_v / metrics["r"].to(r_v.dtype)}
+
+
 def _rate_metrics(rr: RateReduction) -> dict[str, Tensor]:
     return {"r": rr.r.detach(), "r_c": rr.r_c.detach(), "delta_r": rr.delta_r.detach()}
 
 
-def _build_mcr2(feature_dim, num_classes, *, eps2, mu, nu_gamma, nu_A, dictionary_size, dtype, validate):
+def _build_mcr2(feature_dim, num_classes, *, eps2, dictionary_size, dtype, validate, **variational):
     return MCR2Objective(num_classes, eps2=eps2, dtype=dtype, validate=validate)
 
 
-def _build_vmcr2(feature_dim, num_classes, *, eps2, mu, nu_gamma, nu_A, dictionary_size, dtype, validate):
+def _build_vmcr2(feature_dim, num_classes, *, eps2, dictionary_size, dtype, validate, **variational):
     if dictionary_size is None:
         raise ValueError("the vmcr2 objective needs dictionary_size (q; the paper uses 10·k or 20·k)")
-    return VMCR2Objective(feature_dim, num_classes, dictionary_size, eps2=eps2, mu=mu, nu_gamma=nu_gamma,
-                          nu_A=nu_A, dtype=dtype, validate=validate)
+    return VMCR2Objective(feature_dim, num_classes, dictionary_size, eps2=eps2, dtype=dtype, validate=validate,
+                          **variational)
 
 
-def _build_ce(feature_dim, num_classes, *, eps2, mu, nu_gamma, nu_A, dictionary_size, dtype, validate):
+def _build_ce(feature_dim, num_classes, *, eps2, dictionary_size, dtype, validate, **variational):
     return CEObjective(feature_dim, num_classes, eps2=eps2, dtype=dtype, validate=validate)
 
 
@@ -178,6 +222,8 @@ def build_objective(
     mu: float = 1.0,
     nu_gamma: float = 5.0,
     nu_A: float = 5.0,
+    method: str = "paper",
+    track_rate: float = 1.0,
     dictionary_size: int | None = None,
     dtype: torch.dtype = torch.float32,
     validate: bool | None = None,
@@ -185,11 +231,11 @@ def build_objective(
     """The objective called ``name`` (one of ``OBJECTIVES``), with the paper's defaults.
 
     ``dictionary_size`` (q) is required for "vmcr2" and ignored by the others, as are
-    mu, nu_gamma and nu_A.
+    the V-MCR² settings mu, nu_gamma, nu_A, method and track_rate.
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(sorted(OBJECTIVES))}")
     return OBJECTIVES[name](
-        feature_dim, num_classes, eps2=eps2, mu=mu, nu_gamma=nu_gamma, nu_A=nu_A,
-        dictionary_size=dictionary_size, dtype=dtype, validate=validate,
+        feature_dim, num_classes, eps2=eps2, dictionary_size=dictionary_size, dtype=dtype, validate=validate,
+        mu=mu, nu_gamma=nu_gamma, nu_A=nu_A, method=method, track_rate=track_rate,
     )

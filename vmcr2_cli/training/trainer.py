@@ -135,14 +135,15 @@ class Trainer:
         k = dataset.num_classes
         self.model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
                                       feature_dim=config.feature_dim, stem=config.stem,
-                                      width=config.width).to(device)
+                                      width=config.width, image_size=dataset.image_shape[1:]).to(device)
         self.channels_last = device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model = dist.data_parallel(self.model, device)
         self.objective = build_objective(
             config.objective, feature_dim=config.feature_dim, num_classes=k, eps2=config.eps2,
-            mu=config.mu, nu_gamma=config.nu_gamma, nu_A=config.nu_a,
+            mu=config.mu, nu_gamma=config.nu_gamma, nu_A=config.nu_a, method=config.vmcr2_method,
+            track_rate=config.track_rate,
             dictionary_size=config.atoms_per_class * k,
             dtype=getattr(torch, config.objective_dtype)).to(device)
         self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)

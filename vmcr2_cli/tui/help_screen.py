@@ -14,7 +14,7 @@ from vmcr2_cli.tui.formatting import EVAL_MARKER, LATCH_COLOUR, LATCH_MARKER, ST
 from vmcr2_cli.tui.summary import STALL_EPOCHS, STALL_FLOOR_S
 
 KEYS = (
-    ("1 2 3", "view: ΔR·R·R_c  ·  V-MCR² terms R^v, R_c^v, M  ·  GPU use and epoch time"),
+    ("1 2 3", "view: ΔR·R·R_c  ·  V-MCR² terms M, R^v, R^v/R  ·  GPU use and epoch time"),
     ("j k  ↓ ↑  tab", "next / previous run"),
     ("a", "charts: every run overlaid, or the selected run alone"),
     ("?", "this help (esc or ? to close)"),

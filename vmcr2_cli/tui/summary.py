@@ -52,6 +52,8 @@ class RunSummary:
     r_v: float | None
     r_c_v: float | None
     m_term: float | None
+    r_v_over_r: float | None
+    """R^v / R: 1 when V-MCR² is faithful to the exact R."""
     loss: float | None
     lr: float | None
     mean_epoch_time_s: float | None
@@ -140,6 +142,7 @@ def summarize(run: RunHistory, now: float, *, process_alive: bool | None = None)
         r_v=as_number(latest.get("r_v")),
         r_c_v=as_number(latest.get("r_c_v")),
         m_term=as_number(latest.get("m_term")),
+        r_v_over_r=as_number(latest.get("r_v_over_r")),
         loss=as_number(latest.get("loss")),
         lr=as_number(latest.get("lr")),
         mean_epoch_time_s=mean_epoch,

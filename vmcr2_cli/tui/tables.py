@@ -162,7 +162,7 @@ def run_detail_table(summary: RunSummary) -> Table:
     ]
     if summary.objective == "vmcr2" or summary.m_term is not None:
         rows += [("R^v", fmt_value(summary.r_v)), ("R_c^v", fmt_value(summary.r_c_v)),
-                 ("M", fmt_value(summary.m_term))]
+                 ("M", fmt_value(summary.m_term)), ("R^v / R", fmt_value(summary.r_v_over_r))]
     rows += [
         ("loss", fmt_value(summary.loss)),
         ("lr", NO_VALUE if summary.lr is None else f"{summary.lr:.3g}"),

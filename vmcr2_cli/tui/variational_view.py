@@ -1,4 +1,8 @@
-"""View 2: the V-MCR² terms over epochs — the matching term M, R^v and R_c^v (paper eq. 7)."""
+"""View 2: the V-MCR² terms over epochs — the matching term M, R^v (paper eq. 7) and R^v / R.
+
+R^v / R compares the variational R with the exact R of the same batches: 1 when V-MCR² is
+faithful to MCR², above 1 when Γ, A run ahead of the features (small μ).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ NO_VARIATIONAL = "no V-MCR² run shown: R^v, R_c^v and M exist only for V-MCR² 
 
 
 class VariationalView(ChartTrio):
-    CHARTS = (("m_term", "M (matching term)"), ("r_v", "R^v"), ("r_c_v", "R_c^v"))
+    CHARTS = (("m_term", "M (matching term)"), ("r_v", "R^v"), ("r_v_over_r", "R^v / R (1 = faithful)"))
 
     def show_runs(self, runs: list[RunHistory], colours: dict[str, int], numbers: dict[str, int]) -> None:
         variational = [run for run in runs if run.is_variational]
