@@ -178,3 +178,20 @@ def test_bad_method_and_track_rate_are_refused():
         build_objective("vmcr2", 4, 2, dictionary_size=4, method="tangent", track_rate=0)
     with pytest.raises(ValueError, match="divisible"):
         build_objective("vmcr2", 4, 2, dictionary_size=5, method="tangent")
+
+
+def test_algorithm_1_latched_on_the_batch_tends_to_a_distorted_ascent_as_mu_grows():
+    """The tangent method is the closed-form limit; one proximal step of Algorithm 1 is not:
+    its θ-direction converges as μ grows, but to one that differs from ∇ΔR."""
+    Z, labels = clustered_batch([12, 12, 12], d=16, seed=4, spread=1.0)
+    partition = ClassPartition(labels, 3)
+    ascent = sphere_tangent(gradient_of(lambda X: rate_reduction(X, labels, 3, EPS2, F64).delta_r, Z), Z)
+
+    def paper_direction(mu):
+        v = latched(Z, labels, 3, s=16)
+        v.mu = mu
+        v.proximal_step(Z, partition)
+        return -sphere_tangent(gradient_of(lambda X: v.theta_loss(X, partition), Z), Z)
+
+    large, larger = cosine(paper_direction(1e4), ascent), cosine(paper_direction(1e6), ascent)
+    assert large == pytest.approx(larger, abs=1e-4) and 0.3 < larger < 0.9

@@ -186,3 +186,12 @@ def test_chart_ticks_are_round_and_their_labels_short():
     assert nice_ticks(1, 3, 8, integer=True) == [1, 2, 3]  # no half epochs
     assert tick_labels(nice_ticks(5245, 161939, 4)) == ["50k", "100k", "150k"]
     assert tick_labels(nice_ticks(10.0, 11.2, 4)) == ["10.0", "10.5", "11.0"]
+
+
+def test_faithfulness_is_derived_for_vmcr2_runs_that_did_not_log_it(tmp_path):
+    run = FakeRun(tmp_path, "old", objective="vmcr2")
+    line = {**run.values(0)}
+    del line["r_v_over_r"]
+    run.line("epoch", time=run.epoch_end_time(0), **line)
+    xs, ys = history_of(run).series("r_v_over_r")
+    assert xs == [1] and ys == [pytest.approx(line["r_v"] / line["r"])]

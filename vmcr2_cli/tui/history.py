@@ -100,6 +100,9 @@ class RunHistory:
         # the newer line replaces them and what followed.
         while self.epochs and self.epochs[-1]["epoch"] >= index:
             self.epochs.pop()
+        r_v, r = as_number(record.get("r_v")), as_number(record.get("r"))
+        if "r_v_over_r" not in record and r_v is not None and r:  # runs from before the key was logged
+            record = {**record, "r_v_over_r": r_v / r}
         self.epochs.append(record)
         self._version += 1
 
