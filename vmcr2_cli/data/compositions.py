@@ -135,6 +135,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         try:
             with os.fdopen(handle, "wb") as file:
                 np.savez(file, **arrays)
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; a cache is readable like a download
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
