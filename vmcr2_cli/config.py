@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from vmcr2_cli.data.registry import dataset_names
+from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.registry import MODEL_BUILDERS
 from vmcr2_cli.objectives.training import OBJECTIVES as OBJECTIVE_BUILDERS, VMCR2_METHODS
-from vmcr2_cli.errors import BadInput
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -54,11 +54,16 @@ from .variational import VariationalTerms, _within_class_energy
 
 
 class TangentBound(NamedTuple):
-    """R (exact), R_c^⊤ (the tangent bound, ≥ R_c) and bound = R − R_c^⊤ (≤ ΔR); 0-dim tensors."""
+    """R (exact), R_c^⊤ (the tangent bound, ≥ R_c) and bound = R − R_c^⊤ (≤ ΔR); 0-dim tensors.
+
+    projections: (k, s) S_lj = ‖Z_j γ_l‖² on each class's own atoms, which the bound is
+    built from (and ``block_terms`` reuses).
+    """
 
     r: Tensor
     r_c_bound: Tensor
     bound: Tensor
+    projections: Tensor
 
 
 def dictionary_blocks(gamma: Tensor, A: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -68,6 +73,19 @@ def dictionary_blocks(gamma: Tensor, A: Tensor, num_classes: int) -> tuple[Tenso
     blocks = gamma.view(d, num_classes, s).permute(1, 0, 2)
     spectra = A.view(num_classes, s, num_classes).diagonal(dim1=0, dim2=2).T
     return blocks, spectra
+
+
+def own_projection_energy(Z: Tensor, partition: ClassPartition, blocks: Tensor) -> Tensor:
+    """(k, s) S_lj = Σ_{i∈j} (γ_lᵀz_i)² over class j's own atoms γ_l; zero for absent classes.
+
+    Each sample meets only its class's s atoms (O(m·d·s)), batched per size bucket.
+    Differentiable w.r.t. Z.
+    """
+    S = Z.new_zeros(partition.num_classes, blocks.shape[-1])
+    for bucket in partition.size_buckets(Z.shape[1], Z.device):
+        projections = bucket.pad(Z) @ blocks.index_select(0, bucket.classes)  # (b, rows, s)
+        S = S.index_copy(0, bucket.classes, projections.square().sum(dim=1))
+    return S
 
 
 def tangent_bound(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor, eps2: float,
@@ -83,30 +101,27 @@ def tangent_bound(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor
         check: raise on a factorization that is not positive definite.
     """
     m, d = Z.shape
-    k = partition.num_classes
     alpha = d / (m * eps2)
-    blocks, spectra = dictionary_blocks(gamma.detach(), A.detach(), k)
+    blocks, spectra = dictionary_blocks(gamma.detach(), A.detach(), partition.num_classes)
     rest = d - blocks.shape[-1]  # dimensions outside a class's atoms
     sizes = partition.counts_on(Z.device, Z.dtype)
+    present = sizes > 0
     with full_precision(Z.device):
         r = _coding_rate(Z, eps2, check=check)
-        r_c_bound = Z.new_zeros(())
-        for bucket in partition.size_buckets(d, Z.device):
-            Z_j = bucket.pad(Z)  # (b, rows, d)
-            S = (Z_j @ blocks.index_select(0, bucket.classes)).square().sum(dim=1)  # (b, s): ‖Z_j γ_l‖²
-            residual = Z_j.square().sum(dim=(1, 2)) - S.sum(dim=1)  # energy outside the atoms
-            m_j = sizes.index_select(0, bucket.classes)
-            alpha_j = d / (m_j * eps2)
-            scaled = alpha_j[:, None] * spectra.index_select(0, bucket.classes)  # α_j A_lj
-            phi = 1 / (1 + scaled)
-            # Outside the atoms Φ_j is c_j·I, the best isotropic choice for this batch's
-            # leftover energy (a constant of the bound: any c_j > 0 keeps it valid).
-            rho = (residual.detach() / rest).clamp_min(0) if rest else torch.zeros_like(residual)
-            c = 1 / (1 + alpha_j * rho)
-            data = alpha / 2 * ((phi * S).sum(dim=1) + c * residual)
-            constant = m_j / (2 * m) * ((phi + torch.log1p(scaled)).sum(dim=1) + rest * (c - torch.log(c)) - d)
-            r_c_bound = r_c_bound + (data + constant).sum()
-    return TangentBound(r, r_c_bound, r - r_c_bound)
+        S = own_projection_energy(Z, partition, blocks)
+        energy = Z.new_zeros(partition.num_classes).index_add(0, partition.labels_on(Z.device), Z.square().sum(dim=1))
+        residual = energy - S.sum(dim=1)  # ‖Z_j‖²_F outside the atoms
+        alpha_j = d / (sizes.clamp_min(1) * eps2)
+        scaled = alpha_j[:, None] * spectra  # α_j A_lj
+        phi = 1 / (1 + scaled)
+        # Outside the atoms Φ_j is c_j·I, the best isotropic choice for this batch's
+        # leftover energy (a constant of the bound: any c_j > 0 keeps it valid).
+        rho = (residual.detach() / rest).clamp_min(0) if rest else torch.zeros_like(residual)
+        c = 1 / (1 + alpha_j * rho)
+        data = alpha / 2 * ((phi * S).sum(dim=1) + c * residual)
+        constant = sizes / (2 * m) * ((phi + torch.log1p(scaled)).sum(dim=1) + rest * (c - torch.log(c)) - d)
+        r_c_bound = torch.where(present, data + constant, 0).sum()
+    return TangentBound(r, r_c_bound, r - r_c_bound, S)
 
 
 @torch.no_grad()
@@ -139,13 +154,14 @@ def track(gamma: Tensor, A: Tensor, Z: Tensor, partition: ClassPartition, rate: 
 
 @torch.no_grad()
 def block_terms(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor, eps2: float,
-                *, check: bool = True) -> VariationalTerms:
+                *, check: bool = True, projections: Tensor | None = None) -> VariationalTerms:
     """R^v, R_c^v and M of eq. 7 for a dictionary in latching's block layout, without q×q products.
 
     With orthonormal atoms inside each block, (Γ_jᵀΓ_j)^⊙2 = I, so eq. 9 reads
     ‖Z_jZ_jᵀ‖²_F − 2⟨A_j, S_j⟩ + ‖A_j‖² with S_j the class's projections on its own atoms;
     R^v is one d×d Cholesky of I + α Σ_j Γ_j Diag(A_j) Γ_jᵀ. Equal to
     ``VariationalMCR2.terms`` on such a dictionary (tested), at O(m·d·s + d²·q).
+    ``projections``: S of this Z and dictionary when already computed (``TangentBound``).
     """
     m, d = Z.shape
     k = partition.num_classes
@@ -157,10 +173,7 @@ def block_terms(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor, 
         r_v = cholesky_logdet(add_identity(alpha * (gamma * a) @ gamma.T), check=check,
                               what="I + α·ΓDiag(a)Γᵀ of R^v") / 2
         within = _within_class_energy(Z, partition)
-        S = Z.new_zeros(k, spectra.shape[1])
-        for bucket in partition.size_buckets(d, Z.device):
-            projections = bucket.pad(Z) @ blocks.index_select(0, bucket.classes)
-            S = S.index_copy(0, bucket.classes, projections.square().sum(dim=1))
+        S = own_projection_energy(Z, partition, blocks) if projections is None else projections
         present = sizes > 0
         safe = sizes.clamp_min(1)
         scaled = (d / (safe * eps2))[:, None] * spectra

@@ -30,9 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from .cross_entropy import CrossEntropy
+from .numerics import prepare_features
 from .partition import ClassPartition
 from .rate_reduction import RateReduction, rate_reduction
-from .numerics import prepare_features
 from .sharding import Collective, batch_partitions, whole_batch
 from .tangent import block_terms, tangent_bound, track
 from .validation import check_features, check_positive, check_positive_int
@@ -153,7 +153,8 @@ class VMCR2Objective(TrainingObjective):
         partition.check_batch(batch)
         track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
         bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
-        terms = block_terms(batch.detach(), partition, variational.gamma, variational.A, self.eps2, check=validate)
+        terms = block_terms(batch.detach(), partition, variational.gamma, variational.A, self.eps2, check=validate,
+                            projections=bound.projections.detach())
         metrics = self._exact_metrics(batch.detach(), partition, validate)
         return StepResult(loss=-bound.bound, metrics=_with_variational(metrics, terms))
 
