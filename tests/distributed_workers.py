@@ -25,7 +25,7 @@ from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.setup import load_training_data
 from vmcr2_cli.training.trainer import Trainer, TrainingInterrupted, step_seed
 
-OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-tangent", "ce")  # vmcr2-tangent: vmcr2 with vmcr2_method = "tangent"
+OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce")  # vmcr2-<method>: vmcr2_method = <method>
 CPU = torch.device("cpu")
 
 

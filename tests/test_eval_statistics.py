@@ -68,7 +68,7 @@ def test_labels_outside_the_classes_are_refused():
 
 def orthonormal_blocks(d: int, sizes: list[int]) -> torch.Tensor:
     """(k, d, p) bases whose class j spans the next sizes[j] coordinate axes (zero-padded to p)."""
-    p, start, bases = max(sizes), 0, torch.zeros(len(sizes), d, max(sizes), dtype=torch.float64)
+    start, bases = 0, torch.zeros(len(sizes), d, max(sizes), dtype=torch.float64)
     for j, size in enumerate(sizes):
         bases[j, start:start + size, :size] = torch.eye(size, dtype=torch.float64)
         start += size

@@ -66,8 +66,9 @@ class TrainConfig:
     mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True)
     nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True)
     nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True)
-    vmcr2_method: str = _key("paper", "how V-MCR² trains θ: Algorithm 1 as written, or the tangent bound of ΔR "
-                             "(the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
+    vmcr2_method: str = _key("paper", "how V-MCR² trains θ: Algorithm 1 as written (paper), Algorithm 1 with A kept "
+                             "on each class's own atoms (block: cost flat in k), or the tangent bound of ΔR "
+                             "(tangent: the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
     track_rate: float = _key(1.0, "tangent method: how far Γ, A move towards each batch (1 = refit)",
                              low=0.0, high=1.0, low_open=True)
     atoms_per_class: int = _key(20, "dictionary atoms per class s; q = s·k", low=1)

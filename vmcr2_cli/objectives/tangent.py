@@ -47,10 +47,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .numerics import add_identity, cholesky_logdet, full_precision
+from .block import dictionary_blocks, own_projection_energy
+from .numerics import full_precision
 from .partition import ClassPartition
 from .rate_reduction import _coding_rate
-from .variational import VariationalTerms, _within_class_energy
 
 
 class TangentBound(NamedTuple):
@@ -64,28 +64,6 @@ class TangentBound(NamedTuple):
     r_c_bound: Tensor
     bound: Tensor
     projections: Tensor
-
-
-def dictionary_blocks(gamma: Tensor, A: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
-    """Views of each class's atoms Γ_j (k, d, s) and spectrum A_j (k, s) in latching's layout."""
-    d, q = gamma.shape
-    s = q // num_classes
-    blocks = gamma.view(d, num_classes, s).permute(1, 0, 2)
-    spectra = A.view(num_classes, s, num_classes).diagonal(dim1=0, dim2=2).T
-    return blocks, spectra
-
-
-def own_projection_energy(Z: Tensor, partition: ClassPartition, blocks: Tensor) -> Tensor:
-    """(k, s) S_lj = Σ_{i∈j} (γ_lᵀz_i)² over class j's own atoms γ_l; zero for absent classes.
-
-    Each sample meets only its class's s atoms (O(m·d·s)), batched per size bucket.
-    Differentiable w.r.t. Z.
-    """
-    S = Z.new_zeros(partition.num_classes, blocks.shape[-1])
-    for bucket in partition.size_buckets(Z.shape[1], Z.device):
-        projections = bucket.pad(Z) @ blocks.index_select(0, bucket.classes)  # (b, rows, s)
-        S = S.index_copy(0, bucket.classes, projections.square().sum(dim=1))
-    return S
 
 
 def tangent_bound(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor, eps2: float,
@@ -108,7 +86,8 @@ def tangent_bound(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor
     present = sizes > 0
     with full_precision(Z.device):
         r = _coding_rate(Z, eps2, check=check)
-        S = own_projection_energy(Z, partition, blocks)
+        atoms = gamma.detach().T.contiguous().view(partition.num_classes, -1, d)  # rows: see block.class_atoms
+        S = own_projection_energy(Z, partition, atoms)
         energy = Z.new_zeros(partition.num_classes).index_add(0, partition.labels_on(Z.device), Z.square().sum(dim=1))
         residual = energy - S.sum(dim=1)  # ‖Z_j‖²_F outside the atoms
         alpha_j = d / (sizes.clamp_min(1) * eps2)
@@ -147,37 +126,9 @@ def track(gamma: Tensor, A: Tensor, Z: Tensor, partition: ClassPartition, rate: 
             overlap = Q.mT @ old_atoms  # (b, s, s)
             projected = Z_j @ Q
             ritz = (1 - rate) * (overlap * old_spectra[:, None, :]) @ overlap.mT + rate * projected.mT @ projected
-            values, vectors = torch.linalg.eigh((ritz + ritz.mT) / 2)  # ascending
+            # In float64: float32 eigh returns NaN on some nearly rank-one Ritz matrices (a class
+            # with one sample after a refit), and at s×s per class it costs nothing.
+            values, vectors = torch.linalg.eigh(((ritz + ritz.mT) / 2).double())  # ascending
+            values, vectors = values.to(Q.dtype), vectors.to(Q.dtype)
             blocks[classes] = (Q @ vectors).flip(-1)
             A.view(k, -1, k)[classes, :, classes] = values.flip(-1).clamp_min(0)
-
-
-@torch.no_grad()
-def block_terms(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor, eps2: float,
-                *, check: bool = True, projections: Tensor | None = None) -> VariationalTerms:
-    """R^v, R_c^v and M of eq. 7 for a dictionary in latching's block layout, without q×q products.
-
-    With orthonormal atoms inside each block, (Γ_jᵀΓ_j)^⊙2 = I, so eq. 9 reads
-    ‖Z_jZ_jᵀ‖²_F − 2⟨A_j, S_j⟩ + ‖A_j‖² with S_j the class's projections on its own atoms;
-    R^v is one d×d Cholesky of I + α Σ_j Γ_j Diag(A_j) Γ_jᵀ. Equal to
-    ``VariationalMCR2.terms`` on such a dictionary (tested), at O(m·d·s + d²·q).
-    ``projections``: S of this Z and dictionary when already computed (``TangentBound``).
-    """
-    m, d = Z.shape
-    k = partition.num_classes
-    blocks, spectra = dictionary_blocks(gamma, A, k)
-    sizes = partition.counts_on(Z.device, Z.dtype)
-    alpha = d / (m * eps2)
-    with full_precision(Z.device):
-        a = A.sum(dim=1)
-        r_v = cholesky_logdet(add_identity(alpha * (gamma * a) @ gamma.T), check=check,
-                              what="I + α·ΓDiag(a)Γᵀ of R^v") / 2
-        within = _within_class_energy(Z, partition)
-        S = own_projection_energy(Z, partition, blocks) if projections is None else projections
-        present = sizes > 0
-        safe = sizes.clamp_min(1)
-        scaled = (d / (safe * eps2))[:, None] * spectra
-        r_c_v = (torch.where(present, sizes / (2 * m), 0) * torch.log1p(scaled).sum(dim=1)).sum()
-        per_class = within - 2 * (spectra * S).sum(dim=1) + spectra.square().sum(dim=1)
-        m_term = torch.where(present, m / safe * per_class, 0).sum()
-    return VariationalTerms(r_v=r_v, r_c_v=r_c_v, m_term=m_term, delta_r_v=r_v - r_c_v)

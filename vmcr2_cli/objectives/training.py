@@ -29,19 +29,24 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from . import block
 from .cross_entropy import CrossEntropy
 from .numerics import prepare_features
 from .partition import ClassPartition
 from .rate_reduction import RateReduction, rate_reduction
 from .sharding import Collective, batch_partitions, whole_batch
-from .tangent import block_terms, tangent_bound, track
+from .tangent import tangent_bound, track
 from .validation import check_features, check_positive, check_positive_int
-from .variational import VariationalMCR2
+from .variational import VariationalMCR2, VariationalTerms
 
 # How V-MCR² trains θ: "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ
-# descends μ/(2m)·M); "tangent" refits Γ, A to the batch and θ ascends the tangent bound
-# of ΔR that they define, the μ → ∞ limit of Algorithm 1 (see ``tangent.py``).
-VMCR2_METHODS = ("paper", "tangent")
+# descends μ/(2m)·M); "block" is Algorithm 1 with A kept on latching's blocks, each class
+# coding with its own atoms, at a cost flat in k (see ``block.py``); "tangent" refits Γ, A
+# to the batch and θ ascends the tangent bound of ΔR that they define, the μ → ∞ limit of
+# Algorithm 1 (see ``tangent.py``).
+VMCR2_METHODS = ("paper", "block", "tangent")
+# The methods that need latching's block layout: q divisible by k, s = q/k atoms per class.
+BLOCK_METHODS = ("block", "tangent")
 
 
 class StepResult(NamedTuple):
@@ -99,9 +104,11 @@ class MCR2Objective(TrainingObjective):
 
 
 class VMCR2Objective(TrainingObjective):
-    """V-MCR² (eq. 7), trained by Algorithm 1 (``method="paper"``) or by its tangent form.
+    """V-MCR² (eq. 7), trained by Algorithm 1 (``method="paper"``), its block form or its tangent form.
 
     ``paper``: a proximal step on Γ, A, then loss = μ/(2m)·M for θ (lines 5–12).
+    ``block``: the same with A kept on latching's blocks (``block.proximal_step``,
+    ``block.theta_loss``): no q×q products, cost flat in k.
     ``tangent``: Γ, A follow the batch (one block power iteration at rate ``track_rate``,
     see ``tangent.track``), then loss = −(R − R_c^⊤), the tangent lower bound of ΔR that
     they define (``tangent.tangent_bound``); μ and ν play no part.
@@ -118,8 +125,8 @@ class VMCR2Objective(TrainingObjective):
         super().__init__(num_classes, eps2, dtype, validate)
         if method not in VMCR2_METHODS:
             raise ValueError(f"unknown V-MCR² method {method!r}; choose one of {', '.join(VMCR2_METHODS)}")
-        if method == "tangent" and dictionary_size % num_classes:
-            raise ValueError(f"the tangent method needs dictionary_size (q={dictionary_size}) divisible by "
+        if method in BLOCK_METHODS and dictionary_size % num_classes:
+            raise ValueError(f"the {method} method needs dictionary_size (q={dictionary_size}) divisible by "
                              f"num_classes (k={num_classes}): each class owns q/k atoms")
         if not 0 < track_rate <= 1:
             raise ValueError(f"track_rate must be in (0, 1], got {track_rate}")
@@ -132,31 +139,37 @@ class VMCR2Objective(TrainingObjective):
     def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
         validate = self._validating(Z)
         partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
-        if self.method == "tangent":
-            return self._tangent_step(Z, partition, validate, collective)
-        # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
-        terms = self.variational.proximal_step(Z, partition, validate=validate, collective=collective)
-        # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
-        loss = self.variational.theta_loss(Z, partition, validate=validate, collective=collective)
-        metrics = self._exact_metrics(whole_batch(Z.detach(), collective), partition, validate)
-        return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
-
-    def _tangent_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
-                      collective: Collective | None) -> StepResult:
-        variational = self.variational
+        if self.method == "paper":
+            # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
+            terms = self.variational.proximal_step(Z, partition, validate=validate, collective=collective)
+            # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
+            loss = self.variational.theta_loss(Z, partition, validate=validate, collective=collective)
+            metrics = self._exact_metrics(whole_batch(Z.detach(), collective), partition, validate)
+            return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
         if validate:
             check_features(Z, validate=True, unit_rows=True)
-        # The bound pairs every sample with its class's atoms and R needs every row: the
-        # whole batch, gathered with its gradient (as exact MCR² does); every process then
-        # tracks the same dictionary.
-        batch = prepare_features(whole_batch(Z, collective), variational.gamma.dtype)
+        # The block forms pair every sample with its class's atoms and R needs every row:
+        # the whole batch, gathered with its gradient (as exact MCR² does); every process
+        # then takes the same step on Γ, A.
+        batch = prepare_features(whole_batch(Z, collective), self.variational.gamma.dtype)
         partition.check_batch(batch)
+        step = self._tangent_step if self.method == "tangent" else self._block_step
+        loss, terms = step(batch, partition, validate)
+        metrics = self._exact_metrics(batch.detach(), partition, validate)
+        return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
+
+    def _block_step(self, batch: Tensor, partition: ClassPartition, validate: bool) -> tuple[Tensor, VariationalTerms]:
+        terms = block.proximal_step(self.variational, batch.detach(), partition, check=validate)  # lines 5–10
+        return block.theta_loss(self.variational, batch, partition), terms  # lines 11–12
+
+    def _tangent_step(self, batch: Tensor, partition: ClassPartition,
+                      validate: bool) -> tuple[Tensor, VariationalTerms]:
+        variational = self.variational
         track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
         bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
-        terms = block_terms(batch.detach(), partition, variational.gamma, variational.A, self.eps2, check=validate,
-                            projections=bound.projections.detach())
-        metrics = self._exact_metrics(batch.detach(), partition, validate)
-        return StepResult(loss=-bound.bound, metrics=_with_variational(metrics, terms))
+        terms = block.block_terms(variational, batch.detach(), partition, check=validate,
+                                  projections=bound.projections.detach())
+        return -bound.bound, terms
 
 
 class CEObjective(TrainingObjective):

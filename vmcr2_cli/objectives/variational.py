@@ -101,7 +101,7 @@ class _Batch:
 
 
 @dataclass(frozen=True)
-class _ClassWeights:
+class ClassWeights:
     """Per-class scalars of eq. 7 for one batch, (k,) tensors; zero for absent classes."""
 
     m: int
@@ -109,6 +109,16 @@ class _ClassWeights:
     sizes: Tensor  # m_j
     inverse_gamma: Tensor  # 1/γ_j = m/m_j, the class weights of M
     alpha_j: Tensor  # α_j = d/(m_j ε²)
+
+    @classmethod
+    def of(cls, partition: ClassPartition, feature_dim: int, eps2: float, like: Tensor) -> "ClassWeights":
+        """The weights of the batch ``partition`` describes, on ``like``'s device and dtype."""
+        sizes = partition.counts_on(like.device, like.dtype)
+        present = sizes > 0
+        safe_sizes = sizes.clamp_min(1)
+        m = partition.num_samples
+        return cls(m=m, present=present, sizes=sizes, inverse_gamma=torch.where(present, m / safe_sizes, 0),
+                   alpha_j=torch.where(present, feature_dim / (safe_sizes * eps2), 0))
 
 
 class VariationalMCR2(nn.Module):
@@ -155,7 +165,7 @@ class VariationalMCR2(nn.Module):
         gamma = torch.randn(feature_dim, dictionary_size, dtype=dtype, generator=generator)
         self.register_buffer("gamma", gamma / torch.linalg.vector_norm(gamma, dim=0))
         self.register_buffer("A", torch.zeros(dictionary_size, num_classes, dtype=dtype))
-        self._dictionary_cache: tuple | None = None
+        self._cache: dict[str, tuple] = {}  # see _cached
 
     def extra_repr(self) -> str:
         return (
@@ -181,8 +191,9 @@ class VariationalMCR2(nn.Module):
             (S,) = batch.sum(self._projection_energy(batch.Z @ self.gamma, batch.rows))
             within = _within_class_energy(batch.whole(), batch.partition)
             G, G2, H = self._dictionary_products()
-            r_v, _ = self._expansion(G, self._alpha(batch), check=validate)
-            return self._terms(weights, r_v, within, S, H)
+            r_v, _ = dictionary_rate(self.gamma.T, self.A.sum(dim=1), self._alpha(batch), check=validate, G=G,
+                                      with_inverse=False)
+            return eq7_terms(weights, r_v, within, self.A.T, S.T, H.T)
 
     def gradients(self, Z: Tensor, labels: Tensor | ClassPartition, *, validate: bool = True,
                   collective: Collective | None = None) -> VariationalGradients:
@@ -359,18 +370,8 @@ class VariationalMCR2(nn.Module):
         """α = d/(m ε²) of the global batch."""
         return self.feature_dim / (batch.m * self.eps2)
 
-    def _class_weights(self, batch: _Batch) -> _ClassWeights:
-        m, d = batch.m, self.feature_dim
-        sizes = batch.partition.counts_on(batch.Z.device, batch.Z.dtype)
-        present = sizes > 0
-        safe_sizes = sizes.clamp_min(1)
-        return _ClassWeights(
-            m=m,
-            present=present,
-            sizes=sizes,
-            inverse_gamma=torch.where(present, m / safe_sizes, 0),
-            alpha_j=torch.where(present, d / (safe_sizes * self.eps2), 0),
-        )
+    def _class_weights(self, batch: _Batch) -> ClassWeights:
+        return ClassWeights.of(batch.partition, self.feature_dim, self.eps2, batch.Z)
 
     def _projection_energy(self, P: Tensor, partition: ClassPartition) -> Tensor:
         """S (q, k): S_lj = Σ_{i∈j} (γ_lᵀz_i)², from P = ZΓ."""
@@ -382,45 +383,48 @@ class VariationalMCR2(nn.Module):
 
         The q×q products are the most expensive part of a step after ZΓ; the θ-loss
         computes them for the updated Γ, A and the next proximal step reuses them.
+        """
+
+        def products() -> tuple[Tensor, Tensor, Tensor]:
+            with torch.no_grad(), full_precision(self.gamma.device):
+                G = self.gamma.T @ self.gamma
+                G2 = G.square()
+                return G, G2, G2 @ self.A
+
+        return self._cached("dictionary", (self.gamma, self.A), products)
+
+    def atom_rows(self) -> Tensor:
+        """Γᵀ as a contiguous (q, d) copy, the atoms as rows, cached until Γ changes.
+
+        The block layout's working copy (see ``block.py``): its per-class products and
+        elementwise work run several times slower on a transposed view of Γ at q = 10⁴.
+        """
+        with torch.no_grad():
+            return self._cached("atom rows", (self.gamma,), lambda: self.gamma.T.contiguous())
+
+    def set_atom_rows(self, rows: Tensor) -> None:
+        """Γ ← rowsᵀ (rows (q, d)), keeping ``rows`` as the cached :meth:`atom_rows`."""
+        with torch.no_grad():
+            self.gamma.copy_(rows.T)
+        self._cache["atom rows"] = (self._cache_key((self.gamma,)), rows)
+
+    def _cached(self, name: str, buffers: tuple[Tensor, ...], compute):
+        """``compute()``, recomputed only when one of ``buffers`` has changed since.
+
         Staleness is detected by the buffers' identity and in-place version counters
         (bumped by copy_, load_state_dict, latching).
         """
-        key = (self.gamma, self.gamma._version, self.A, self.A._version)
-        cache = self._dictionary_cache
-        if cache is not None and all(
-            old is new if isinstance(new, Tensor) else old == new for old, new in zip(cache[0], key, strict=True)
-        ):
-            return cache[1]
-        with torch.no_grad(), full_precision(self.gamma.device):
-            G = self.gamma.T @ self.gamma
-            G2 = G.square()
-            products = (G, G2, G2 @ self.A)
-        self._dictionary_cache = (key, products)
-        return products
+        key = self._cache_key(buffers)
+        entry = self._cache.get(name)
+        if entry is None or len(entry[0]) != len(key) or any(
+                old is not new or old_version != new_version
+                for (old, old_version), (new, new_version) in zip(entry[0], key)):
+            entry = self._cache[name] = (key, compute())
+        return entry[1]
 
-    def _expansion(self, G: Tensor, alpha: float, *, check: bool) -> tuple[Tensor, Tensor]:
-        """R^v = ½ logdet(I + αΓDiag(a)Γᵀ) and KΓ, K = (I + αΓDiag(a)Γᵀ)⁻¹, on the smaller side.
-
-        d ≤ q: factor the d×d matrix. q < d: factor N = I_q + α Diag(√a) ΓᵀΓ Diag(√a)
-        (same determinant, Sylvester) and use Woodbury,
-        KΓ = Γ − αΓ Diag(√a) N⁻¹ Diag(√a) ΓᵀΓ.
-        """
-        gamma = self.gamma
-        a = self.A.sum(dim=1)
-        d, q = gamma.shape
-        what = "I + α·ΓDiag(a)Γᵀ of R^v"
-        if d <= q:
-            factor, logdet = cholesky_factor(add_identity(alpha * (gamma * a) @ gamma.T), check=check, what=what)
-            # K explicitly (O(d³)) then one d×d×q product: faster than triangular solves
-            # with q right-hand sides.
-            K_gamma = inverse_from_cholesky(factor) @ gamma
-        else:
-            root_a = a.sqrt()
-            N = add_identity(alpha * root_a[:, None] * G * root_a)
-            factor, logdet = cholesky_factor(N, check=check, what=what)
-            N_inverse = inverse_from_cholesky(factor)
-            K_gamma = gamma - alpha * gamma @ (root_a[:, None] * (N_inverse @ (root_a[:, None] * G)))
-        return logdet / 2, K_gamma
+    @staticmethod
+    def _cache_key(buffers: tuple[Tensor, ...]) -> tuple[tuple[Tensor, int], ...]:
+        return tuple((buffer, buffer._version) for buffer in buffers)
 
     def _gradients(self, batch: _Batch, *, check: bool) -> VariationalGradients:
         gamma, A, mu = self.gamma, self.A, self.mu
@@ -435,15 +439,16 @@ class VariationalMCR2(nn.Module):
         S, ZPW = batch.sum(self._projection_energy(P, batch.rows), Z.T @ (P * W_hat))
         within = _within_class_energy(batch.whole(), batch.partition)  # ‖Z_jᵀZ_j‖²_F
         G, G2, H = self._dictionary_products()  # ΓᵀΓ, (ΓᵀΓ)^⊙2, (ΓᵀΓ)^⊙2 A
-        r_v, K_gamma = self._expansion(G, alpha, check=check)
-        terms = self._terms(weights, r_v, within, S, H)
+        a = A.sum(dim=1)
+        r_v, K_rows = dictionary_rate(gamma.T, a, alpha, check=check, G=G)
+        K_gamma = K_rows.T
+        terms = eq7_terms(weights, r_v, within, self.A.T, S.T, H.T)
 
         # ∇R^v: with K = (I + αΓDiag(a)Γᵀ)⁻¹, ∂R^v/∂Γ = αKΓDiag(a) and
         # ∂R^v/∂A_lj = (α/2)·γ_lᵀKγ_l for every j.
         # ∂R_c^v/∂A_lj = γ_j α_j / (2(1 + α_j A_lj)) = α / (2(1 + α_j A_lj)).
         # ∂M/∂A_j = (2/γ_j)(H_j − S_j);  ∂M/∂Γ = 4Γ(B ∘ ΓᵀΓ) − 4Zᵀ(P ∘ Ŵ) (cf. eq. 10),
         # B = Σ_j A_j A_jᵀ/γ_j.
-        a = A.sum(dim=1)
         B = weighted_A @ A.T
         grad_gamma = torch.addmm(ZPW, gamma, B * G, alpha=-1)  # −∂M/∂Γ / 4
         grad_gamma = torch.add(2 * mu / m * grad_gamma, K_gamma * a, alpha=alpha)
@@ -461,15 +466,47 @@ class VariationalMCR2(nn.Module):
         L_A = (mu / m) * weights.inverse_gamma.max() * torch.linalg.matrix_norm(G2)
         return VariationalGradients(terms, grad_gamma, grad_A, L_gamma, L_A)
 
-    def _terms(self, weights: _ClassWeights, r_v: Tensor, within: Tensor, S: Tensor, H: Tensor) -> VariationalTerms:
-        """Eq. 7's terms from the batch statistics; M by eq. 9, class by class."""
-        A = self.A
-        gamma_j = weights.sizes / weights.m
-        r_c_v = (gamma_j / 2 * torch.log1p(weights.alpha_j * A).sum(dim=0)).sum()
-        per_class = within - 2 * (A * S).sum(dim=0) + (A * H).sum(dim=0)
-        m_term = (weights.inverse_gamma * per_class).sum()
-        return VariationalTerms(r_v=r_v, r_c_v=r_c_v, m_term=m_term, delta_r_v=r_v - r_c_v)
 
+def eq7_terms(weights: ClassWeights, r_v: Tensor, within: Tensor, codes: Tensor, S: Tensor,
+              H: Tensor) -> VariationalTerms:
+    """Eq. 7's terms from the batch statistics, M by eq. 9, class by class.
+
+    Row j of ``codes``, ``S`` and ``H`` holds class j's A_j, S_j and (ΓᵀΓ)^⊙2A_j over the
+    atoms it codes with: all q (the dense layout, (k, q)) or its own s (the block layout).
+    """
+    gamma_j = weights.sizes / weights.m
+    r_c_v = (gamma_j / 2 * torch.log1p(weights.alpha_j[:, None] * codes).sum(dim=1)).sum()
+    per_class = within - 2 * (codes * S).sum(dim=1) + (codes * H).sum(dim=1)
+    m_term = (weights.inverse_gamma * per_class).sum()
+    return VariationalTerms(r_v=r_v, r_c_v=r_c_v, m_term=m_term, delta_r_v=r_v - r_c_v)
+
+
+def dictionary_rate(rows: Tensor, a: Tensor, alpha: float, *, check: bool, G: Tensor | None = None,
+                    with_inverse: bool = True) -> tuple[Tensor, Tensor | None]:
+    """R^v = ½ logdet(I + αΓDiag(a)Γᵀ) and ΓᵀK, K = (I + αΓDiag(a)Γᵀ)⁻¹, on the smaller side.
+
+    ``rows`` is Γᵀ (q, d), the atoms as rows (a transposed view of Γ or the block
+    layout's copy); ΓᵀK comes back in that layout, (q, d), or None without
+    ``with_inverse``. d ≤ q: factor the d×d matrix. q < d: factor N = I_q + α Diag(√a)
+    ΓᵀΓ Diag(√a) (same determinant, Sylvester) and use Woodbury,
+    ΓᵀK = Γᵀ − α ΓᵀΓ Diag(√a) N⁻¹ Diag(√a) Γᵀ. ``G``: ΓᵀΓ if already computed.
+    """
+    q, d = rows.shape
+    what = "I + α·ΓDiag(a)Γᵀ of R^v"
+    if d <= q:
+        factor, logdet = cholesky_factor(add_identity(alpha * rows.T @ (rows * a[:, None])), check=check,
+                                         what=what)
+        # K explicitly (O(d³)) then one q×d×d product: faster than triangular solves
+        # with q right-hand sides.
+        K_rows = rows @ inverse_from_cholesky(factor) if with_inverse else None
+    else:
+        G = rows @ rows.T if G is None else G
+        root_a = a.sqrt()
+        factor, logdet = cholesky_factor(add_identity(alpha * root_a[:, None] * G * root_a), check=check, what=what)
+        K_rows = None
+        if with_inverse:
+            K_rows = rows - alpha * (G * root_a) @ (inverse_from_cholesky(factor) @ (root_a[:, None] * rows))
+    return logdet / 2, K_rows
 
 def _within_class_energy(Z: Tensor, partition: ClassPartition) -> Tensor:
     """(k,) ‖Z_jᵀZ_j‖²_F = ‖Z_j Z_jᵀ‖²_F per class (0 if absent), differentiable."""
