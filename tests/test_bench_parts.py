@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from vmcr2_cli.bench import timing
+from vmcr2_cli.bench.figure import VARIANT_STYLES
 from vmcr2_cli.bench.paper import TABLE_1
 from vmcr2_cli.bench.report import format_seconds, format_spread, paper_ratio_text
 from vmcr2_cli.bench.results import OBJECTIVE, STEP
 from vmcr2_cli.bench.runner import _warmed_before
-from vmcr2_cli.bench.settings import BACKBONES, REFERENCE, make_settings
+from vmcr2_cli.bench.settings import BACKBONES, REFERENCE, VARIANTS, VMCR2_VARIANTS, make_settings
 from vmcr2_cli.bench.timing import CaseTiming, TimingPlan, summarize, time_budgeted
+from vmcr2_cli.objectives.training import VMCR2_METHODS
 from vmcr2_cli.bench.workload import latch_on_batch, subspace_features
 from vmcr2_cli.models.registry import MODEL_BUILDERS
 from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
@@ -140,3 +142,17 @@ def test_a_slow_reference_at_a_larger_k_skips_warmup_extrapolating_its_objective
     skipped = _warmed_before(cases, timings, 100, plan)
     # objective: 1 s · 100/10 = 10 s, not slow; step: 10 s + the 2 s rest of its step, slow
     assert skipped == {(REFERENCE, STEP): "warmed up at k = 10; one call ≈ 12 s"}
+
+
+def test_every_vmcr2_method_is_a_bench_variant_with_a_style():
+    assert sorted(VMCR2_VARIANTS.values()) == sorted(VMCR2_METHODS)
+    assert set(VMCR2_VARIANTS) <= set(VARIANTS)
+    assert set(VARIANT_STYLES) == set(VARIANTS)
+
+
+def test_a_cpu_call_reports_the_memory_it_touched():
+    _, small = timing._measured_call(lambda: torch.ones(1000).sum(), torch.device("cpu"))
+    _, large = timing._measured_call(lambda: torch.ones(25_000_000).sum(), torch.device("cpu"))  # 100 MB
+    if large is None:
+        pytest.skip("this system has no /proc/self/clear_refs")
+    assert large >= 90e6 > small

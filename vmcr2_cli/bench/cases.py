@@ -2,8 +2,8 @@
 
 Every step does what ``vmcr2 train`` does per batch (see ``training/trainer.py``):
 it groups the batch by class from the CPU labels (``ClassPartition``), calls the
-objective's ``step`` — for V-MCR² the proximal Γ/A update and the θ loss, for every
-objective the exact ΔR the trainer logs — and back-propagates the loss. The
+objective's ``step`` — for V-MCR² the Γ/A update of its method and the θ loss, for
+every objective the exact ΔR the trainer logs — and back-propagates the loss. The
 ``mcr2-reference`` variant replaces the objective by ``rate_reduction_reference``
 (one d×d Cholesky per class in a Python loop: the cost profile of the original MCR²
 code, the paper's baseline). The training step adds the backbone's forward (bf16
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from vmcr2_cli.models import build_featurizer
 from vmcr2_cli.objectives import ClassPartition, TrainingObjective, build_objective, rate_reduction_reference
 
-from .settings import REFERENCE, BenchSettings
+from .settings import REFERENCE, VMCR2_VARIANTS, BenchSettings
 from .workload import latch_on_batch
 
 Step = Callable[[], None]
@@ -56,10 +56,12 @@ class ObjectiveUnderTest:
 
             self.loss: LossFn = reference_loss
             return
+        method = VMCR2_VARIANTS.get(variant)
         self.objective = build_objective(
-            variant, settings.dim, classes, eps2=settings.eps2, dictionary_size=settings.dictionary_size(classes),
+            "vmcr2" if method else variant, settings.dim, classes, eps2=settings.eps2,
+            dictionary_size=settings.dictionary_size(classes), method=method or "paper",
             dtype=settings.torch_dtype).to(device)
-        if variant == "vmcr2":
+        if method:
             Z, labels = latch_features
             latch_on_batch(self.objective.variational, Z, ClassPartition(labels, classes), generator)
         objective = self.objective

@@ -18,7 +18,9 @@ from .environment import short_name
 VARIANT_STYLES = {
     "mcr2-reference": ("MCR² reference (per-class loop)", "#ff7f0e", "o"),
     "mcr2": ("MCR² (batched, exact)", OBJECTIVE_COLORS["mcr2"], "s"),
-    "vmcr2": ("V-MCR² (Γ/A update + θ loss)", OBJECTIVE_COLORS["vmcr2"], "D"),
+    "vmcr2": ("V-MCR², Algorithm 1 (Γ/A update + θ loss)", OBJECTIVE_COLORS["vmcr2"], "D"),
+    "vmcr2-block": ("V-MCR², block A (Γ/A update + θ loss)", "#9467bd", "P"),
+    "vmcr2-tangent": ("V-MCR², tangent (tracking + bound)", "#e377c2", "X"),
     "ce": ("cross-entropy", OBJECTIVE_COLORS["ce"], "^"),
 }
 

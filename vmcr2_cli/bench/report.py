@@ -68,7 +68,10 @@ def render(report: dict) -> Group:
     parts = [title_text(report), objectives_table(report)]
     if report["settings"]["backbone"] is not None:
         parts.append(training_step_table(report))
-    parts += [ratios_table(report), notes_text(report)]
+    parts.append(ratios_table(report))
+    if any(entry["vmcr2"] for entry in report["ratios"]):
+        parts.append(scaling_table(report))
+    parts.append(notes_text(report))
     spaced = [parts[0]]
     for part in parts[1:]:
         spaced += [Text(""), part]
@@ -98,13 +101,13 @@ def training_step_table(report: dict) -> Table:
 
 def _timings_table(report: dict, prefix: str, title: str, extra: dict[str, Callable[[dict], str]]) -> Table:
     """The rows that have ``prefix``-timings, a section per k: variant, k, median, IQR, n, speedup over
-    the reference, the ``extra`` columns, and the peak memory on a GPU."""
-    on_gpu = report["environment"]["device"].startswith("cuda")
+    the reference, the ``extra`` columns, and the peak memory where it was measured."""
+    rows = [row for row in report["rows"] if row[prefix + "median_s"] is not None]
+    with_memory = any(row[prefix + "peak_memory_mb"] is not None for row in rows)
     table = Table(title=title, title_justify="left")
     table.add_column("objective", style="bold")
-    for name in ("k", "median", "IQR", "n", "vs ref.", *extra, *(["peak mem"] if on_gpu else [])):
+    for name in ("k", "median", "IQR", "n", "vs ref.", *extra, *(["peak mem"] if with_memory else [])):
         table.add_column(name, justify="right")
-    rows = [row for row in report["rows"] if row[prefix + "median_s"] is not None]
     for index, row in enumerate(rows):
         if index and row["classes"] != rows[index - 1]["classes"]:
             table.add_section()
@@ -113,7 +116,7 @@ def _timings_table(report: dict, prefix: str, title: str, extra: dict[str, Calla
                  format_spread(row[prefix + "q1_s"], row[prefix + "q3_s"], median),
                  _count(row[prefix + "repeats"], row[prefix + "note"]),
                  format_ratio(row[prefix + "speedup_vs_reference"]), *(cell(row) for cell in extra.values())]
-        if on_gpu:
+        if with_memory:
             cells.append(fmt_memory(row[prefix + "peak_memory_mb"]))
         table.add_row(*cells)
     return table
@@ -135,6 +138,23 @@ def ratios_table(report: dict) -> Table:
         if with_step:
             cells.append(format_ratio(entry["step_ratio"]))
         table.add_row(*cells, paper)
+    return table
+
+
+def scaling_table(report: dict) -> Table:
+    """Each V-MCR² variant per k: its time over the exact batched MCR²'s, and over its own at the smallest k."""
+    entries = report["ratios"]
+    variants = list(entries[0]["vmcr2"])
+    smallest = entries[0]["classes"]
+    table = Table(title=f"V-MCR² variants: time over mcr2 (exact, batched) at the same k · over its own time "
+                        f"at k = {smallest}", title_justify="left")
+    table.add_column("k", justify="right")
+    for variant in variants:
+        table.add_column(variant, justify="right")
+    for entry in entries:
+        table.add_row(str(entry["classes"]), *(
+            f"{format_ratio(entry['vmcr2'][variant]['over_mcr2'])} · "
+            f"{format_ratio(entry['vmcr2'][variant]['over_smallest_k'])}" for variant in variants))
     return table
 
 

@@ -11,7 +11,7 @@ import time
 from vmcr2_cli import invocation
 
 from .paper import PAPER_DEVICE, TABLE_1
-from .settings import IMAGE_SIZE, REFERENCE, BenchSettings
+from .settings import IMAGE_SIZE, REFERENCE, VMCR2_VARIANTS, BenchSettings
 from .timing import CaseTiming
 
 BACKBONE = "backbone"  # the row of the backbone alone
@@ -45,7 +45,7 @@ def _row(settings: BenchSettings, timings: Timings, variant: str, classes: int |
     what follows from them."""
     alone, step = timings.get((variant, classes, OBJECTIVE)), timings.get((variant, classes, STEP))
     row = {"variant": variant, "classes": classes,
-           "dictionary_size": settings.dictionary_size(classes) if variant == "vmcr2" else None}
+           "dictionary_size": settings.dictionary_size(classes) if variant in VMCR2_VARIANTS else None}
     row.update(_timing_fields(alone, ""))
     row["speedup_vs_reference"] = _ratio(timings.get((REFERENCE, classes, OBJECTIVE)), alone)
     row.update(_timing_fields(step, "step_"))
@@ -73,8 +73,10 @@ def _ratio(numerator: CaseTiming | None, denominator: CaseTiming | None) -> floa
 
 
 def _ratios(settings: BenchSettings, timings: Timings) -> list[dict]:
-    """MCR² (the reference) / V-MCR² time ratios per k, ours and, where k matches, the paper's."""
+    """Per k: MCR² (the reference) / V-MCR² time, ours and, where k matches, the paper's; and each
+    V-MCR² variant's time over the exact batched MCR²'s and over its own at the smallest k."""
     entries = []
+    smallest = settings.classes[0]
     for classes in settings.classes:
         paper = [row for row in TABLE_1 if row.classes == classes]
         entries.append({
@@ -84,6 +86,11 @@ def _ratios(settings: BenchSettings, timings: Timings) -> list[dict]:
             "step_ratio": _ratio(timings.get((REFERENCE, classes, STEP)), timings.get(("vmcr2", classes, STEP))),
             "paper": [{**row.to_json(), "same_shape": (row.batch_size, row.dim, row.atoms_per_class)
                        == (settings.batch_size, settings.dim, settings.atoms_per_class)} for row in paper],
+            "vmcr2": {variant: {"over_mcr2": _ratio(timings.get((variant, classes, OBJECTIVE)),
+                                                    timings.get(("mcr2", classes, OBJECTIVE))),
+                                "over_smallest_k": _ratio(timings.get((variant, classes, OBJECTIVE)),
+                                                          timings.get((variant, smallest, OBJECTIVE)))}
+                      for variant in settings.variants if variant in VMCR2_VARIANTS},
         })
     return entries
 
@@ -110,11 +117,16 @@ def _notes(settings: BenchSettings, machine: dict, rows: list[dict]) -> list[str
                  "of the original MCR² code (the paper's MCR²); mcr2: the same ΔR, all classes in one batched "
                  "factorization of the smaller m_j×m_j side.")
     notes.append("Each step runs as `vmcr2 train` runs it: the batch grouped by class from CPU labels, the "
-                 "objective's step (vmcr2: the proximal Γ/A update and the θ loss) and backward; vmcr2 and ce "
+                 "objective's step (V-MCR²: its method's Γ/A update and θ loss) and backward; V-MCR² and ce "
                  "also compute the exact ΔR the trainer logs (no gradient), mcr2 gets it with its loss.")
-    if "vmcr2" in settings.variants:
-        notes.append("V-MCR²'s Γ and A are latched on the batch before timing (Algorithm 1 starts latched); "
-                     "the timed steps then update them as training does.")
+    if any(variant in VMCR2_VARIANTS for variant in settings.variants):
+        notes.append("V-MCR² variants (vmcr2_method): vmcr2 = Algorithm 1 as written (paper), vmcr2-block = "
+                     "Algorithm 1 with A kept on latching's blocks (block), vmcr2-tangent = the tangent form "
+                     "(tangent). Their Γ and A are latched on the batch before timing (Algorithm 1 starts "
+                     "latched); the timed steps then update them as training does.")
+    if any(row["peak_memory_mb"] is not None for row in rows):
+        notes.append("peak mem: the most memory one call used beyond what was in use before it (GPU: allocated "
+                     "tensors; CPU: resident set growth, after returning free heap memory to the system).")
     if settings.backbone:
         notes.append(f"Training step: {settings.backbone} forward, objective, backward, SGD step on synthetic "
                      f"{settings.image_channels}×{IMAGE_SIZE}×{IMAGE_SIZE} images (GPU: bf16 autocast, "

@@ -17,8 +17,11 @@ if TYPE_CHECKING:  # torch is imported when a bench runs, not when the CLI start
 
 # The objective variants, in the order of the table. ``mcr2-reference`` is the
 # paper's baseline: one d×d log-determinant per class, in a Python loop.
-VARIANTS = ("mcr2-reference", "mcr2", "vmcr2", "ce")
+VARIANTS = ("mcr2-reference", "mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce")
 REFERENCE = "mcr2-reference"
+# The V-MCR² variants → the objective's ``method`` (objectives.training.VMCR2_METHODS):
+# Algorithm 1 as written, with A kept on its blocks, and the tangent form.
+VMCR2_VARIANTS = {"vmcr2": "paper", "vmcr2-block": "block", "vmcr2-tangent": "tangent"}
 # Featurizers a training step can be timed with (names of ``models.registry``) → the
 # channels of their images (all C×32×32) and the training set whose epoch is projected
 # by default: the paper's dataset for that architecture.

@@ -12,6 +12,7 @@ Summaries are the median with the interquartile range and the min–max.
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -94,9 +95,9 @@ class CaseTiming:
     """One case's result under a :class:`TimingPlan`.
 
     timing: the timed calls' summary; warmup: the warm-up calls made;
-    peak_memory_bytes: the largest ``torch.cuda.max_memory_allocated`` seen during one
-    of its calls (resident tensors included; None off CUDA); note: what was cut, if
-    anything, in words.
+    peak_memory_bytes: the most memory one of its calls used beyond what was in use
+    before it (see ``_measured_call``; None where it cannot be measured); note: what
+    was cut, if anything, in words.
     """
 
     timing: Timing
@@ -117,7 +118,7 @@ def time_budgeted(
     Args:
         cases: name → a function doing one step.
         plan: the repeats, warm-ups and time budget.
-        device: where the work runs (CUDA: events, synchronize and peak memory).
+        device: where the work runs (CUDA: events and synchronize).
         skip_warmup: cases to time without warming up, each with the reason (e.g. the
             same kernels were warmed up at a smaller size and one call is long).
     """
@@ -172,12 +173,55 @@ def time_budgeted(
 
 
 def _measured_call(fn: Callable[[], object], device: torch.device) -> tuple[float, int | None]:
-    """(seconds, peak CUDA memory allocated during the call or None) of one call."""
-    if device.type != "cuda":
-        return time_call(fn, device), None
-    torch.cuda.reset_peak_memory_stats(device)
+    """(seconds, peak memory of the call above what was in use before it, or None) of one call.
+
+    CUDA: the caching allocator's peak of allocated bytes. CPU (Linux): the process's
+    peak resident set (VmHWM, reset through /proc/self/clear_refs) above its resident
+    set before the call, after handing the allocator's free memory back to the system
+    (glibc's malloc_trim) so that temporaries cannot hide in memory freed earlier;
+    None where /proc offers neither.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        seconds = time_call(fn, device)
+        return seconds, torch.cuda.max_memory_allocated(device) - before
+    _release_free_heap()
+    before = _resident_bytes("VmRSS") if _reset_resident_peak() else None
     seconds = time_call(fn, device)
-    return seconds, torch.cuda.max_memory_allocated(device)
+    peak = _resident_bytes("VmHWM") if before is not None else None
+    return seconds, None if peak is None else max(peak - before, 0)
+
+
+def _release_free_heap() -> None:
+    """Return the C heap's free pages to the system (glibc); nothing elsewhere."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_resident_peak() -> bool:
+    """Reset the process's peak resident set to its current size (Linux ≥ 4.0); False where impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _resident_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes; None where absent."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # the kernel writes kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _larger(old: int | None, new: int | None) -> int | None:
