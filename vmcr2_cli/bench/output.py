@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import time
 from pathlib import Path
 
-from vmcr2_cli.plots.style import save_png
 from vmcr2_cli.runs import atomic_write_json, atomic_write_text
 
-from .figure import time_vs_classes_figure
-
 JSON_FILE, CSV_FILE, PLOT_FILE = "bench.json", "bench.csv", "bench.png"
+# Said in the report when the figure cannot be drawn (e.g. a GPU image without matplotlib).
+NO_FIGURE_NOTE = "bench.png was not drawn: matplotlib is not installed (pip install matplotlib)."
+
+
+def can_draw_figure() -> bool:
+    """Whether matplotlib is importable; the JSON and CSV are written either way."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def bench_dir(runs_dir: Path) -> Path:
@@ -31,17 +36,23 @@ def bench_dir(runs_dir: Path) -> Path:
             name = f"{base}-{suffix}"
 
 
-def file_paths(folder: Path) -> dict[str, str]:
-    """Where :func:`write_files` puts the JSON, the CSV and the PNG, by kind."""
-    return {"json": str(folder / JSON_FILE), "csv": str(folder / CSV_FILE), "png": str(folder / PLOT_FILE)}
+def file_paths(folder: Path, *, figure: bool = True) -> dict[str, str]:
+    """Where :func:`write_files` puts the JSON, the CSV and (with ``figure``) the PNG, by kind."""
+    paths = {"json": str(folder / JSON_FILE), "csv": str(folder / CSV_FILE)}
+    return {**paths, "png": str(folder / PLOT_FILE)} if figure else paths
 
 
 def write_files(report: dict, folder: Path) -> None:
-    """bench.json, bench.csv and bench.png in ``folder`` (see :func:`file_paths`), each written atomically."""
-    paths = {kind: Path(path) for kind, path in file_paths(folder).items()}
+    """The files ``report["files"]`` names (see :func:`file_paths`), each written atomically."""
+    paths = {kind: Path(path) for kind, path in report["files"].items()}
     atomic_write_json(paths["json"], report)
     atomic_write_text(paths["csv"], to_csv(report))
-    save_png(time_vs_classes_figure(report), paths["png"])
+    if "png" in paths:
+        from vmcr2_cli.plots.style import save_png
+
+        from .figure import time_vs_classes_figure
+
+        save_png(time_vs_classes_figure(report), paths["png"])
 
 
 def to_csv(report: dict) -> str:

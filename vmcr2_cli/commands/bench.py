@@ -55,7 +55,7 @@ def bench(
     from rich.console import Console
 
     from vmcr2_cli.bench import make_settings, run_bench
-    from vmcr2_cli.bench.output import bench_dir, dumps, file_paths, write_files
+    from vmcr2_cli.bench.output import NO_FIGURE_NOTE, bench_dir, can_draw_figure, dumps, file_paths, write_files
     from vmcr2_cli.bench.report import print_report
 
     settings = make_settings(
@@ -66,7 +66,10 @@ def bench(
     messages = Console(stderr=True, highlight=False)
     report = run_bench(settings, progress=lambda line: messages.print(line, style="dim"))
     folder = bench_dir(runs_dir)
-    report["files"] = file_paths(folder)
+    figure = can_draw_figure()
+    report["files"] = file_paths(folder, figure=figure)
+    if not figure:
+        report["notes"].append(NO_FIGURE_NOTE)
     write_files(report, folder)
     if json_out:
         typer.echo(dumps(report))
