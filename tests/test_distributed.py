@@ -164,14 +164,23 @@ def test_the_launcher_exits_with_the_workers_code_and_names_a_crash(capsys):
                                        "the launcher stopped the others\n")
 
 
-def _train_nproc_2(tmp_path: Path, *extra: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vmcr2_cli", "train", "--nproc", "2", *QUICK,
+def _train_nproc(tmp_path: Path, *extra: str, processes: int = 2, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vmcr2_cli", "train", "--nproc", str(processes), *QUICK,
                              "--runs-dir", str(tmp_path / "runs"), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
 
 
+def test_train_nproc_1_runs_the_data_parallel_path_in_a_process_group(tmp_path):
+    # What a one-GPU machine checks NCCL with (benchmarks/gpu_check.sh); gloo here.
+    process = _train_nproc(tmp_path, "--epochs", "1", processes=1)
+    _, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err.decode()
+    meta = RunDir.open(tmp_path / "runs" / "latest").read_meta()
+    assert meta["status"] == "finished" and meta["world_size"] == 1 and meta["backend"] == "gloo"
+
+
 def test_train_nproc_2_leaves_one_run_directory_with_the_global_metrics(tmp_path):
-    process = _train_nproc_2(tmp_path, "--epochs", "1", "--json")
+    process = _train_nproc(tmp_path, "--epochs", "1", "--json")
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err.decode()
     result = json.loads(out)  # rank 0's document alone
@@ -195,10 +204,10 @@ def _model_state(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_ctrl_c_then_resume_of_a_2_process_run_gives_the_uninterrupted_parameters(tmp_path):
     epochs = ["--epochs", "3", "--set", "latch_every=1"]
-    whole = _train_nproc_2(tmp_path / "whole", *epochs)
+    whole = _train_nproc(tmp_path / "whole", *epochs)
     assert whole.wait(timeout=300) == 0, whole.communicate()[1].decode()
 
-    process = _train_nproc_2(tmp_path, *epochs)
+    process = _train_nproc(tmp_path, *epochs)
     metrics = tmp_path / "runs" / "latest" / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while not (metrics.exists() and metrics.read_text().count('"type": "step"') >= 5):

@@ -72,8 +72,10 @@ class Distributed:
     """This process's rank among ``world_size`` processes, and the collectives training needs.
 
     Implements the objectives' ``Collective`` (``gather_rows``, ``sum``), so it is passed
-    to ``objective.step`` as is. With ``world_size`` 1 every method is the identity and
-    nothing touches ``torch.distributed``.
+    to ``objective.step`` as is. Without a process group (``backend`` None: one process
+    not launched by torchrun) every method is the identity and nothing touches
+    ``torch.distributed``; under torchrun even one process joins a group, so that
+    ``--nproc 1`` runs the data-parallel path (on NCCL with a GPU) for real.
     """
 
     def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0, backend: str | None = None) -> None:
@@ -84,8 +86,8 @@ class Distributed:
 
     @property
     def enabled(self) -> bool:
-        """More than one process: the collectives communicate."""
-        return self.world_size > 1
+        """A process group was joined: the collectives communicate."""
+        return self.backend is not None
 
     @property
     def is_main(self) -> bool:
@@ -246,9 +248,6 @@ def process_group_from_environment() -> Iterator[Distributed]:
         yield SINGLE_PROCESS
         return
     rank, world_size, local_rank = (_environment_int(name) for name in TORCHRUN_VARIABLES)
-    if world_size == 1:
-        yield SINGLE_PROCESS
-        return
     cuda = torch.cuda.is_available() and dist.is_nccl_available()
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
     if cuda and local_rank < torch.cuda.device_count():
