@@ -207,6 +207,7 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     (["--set", "epochs"], "expected key=value"),
     (["--no-such-flag"], "No such option"),
     (["--resume", "/nonexistent/run"], "not a run directory"),
+    (["--set", "atoms_per_class=100"], "atoms_per_class = 100 exceeds feature_dim = 64"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, args, message):
     code, out, err = vmcr2("train", "--runs-dir", str(tmp_path / "runs"), *args, capsys=capsys)

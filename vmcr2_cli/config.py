@@ -232,12 +232,21 @@ def resolve_config(profile: str, objective: str | None = None,
         values[key] = _coerce(key, value, f"{where} [{chosen}]")
     for key, value in (overrides or {}).items():
         values[key] = _coerce(key, value, f"{override_source} {key}")
-    return TrainConfig(**values), path
+    return _check_relations(TrainConfig(**values), f"profile {path.stem}"), path
 
 
 def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
     """A TrainConfig from a resolved table (a run's config.toml), validated."""
-    return TrainConfig(**{key: _coerce(key, value, where) for key, value in values.items()})
+    return _check_relations(TrainConfig(**{key: _coerce(key, value, where) for key, value in values.items()}), where)
+
+
+def _check_relations(config: TrainConfig, where: str) -> TrainConfig:
+    """The constraints between keys that need no dataset, checked before anything is created."""
+    if config.objective == "vmcr2" and config.atoms_per_class > config.feature_dim:
+        raise BadInput(f"{where}: atoms_per_class = {config.atoms_per_class} exceeds feature_dim = "
+                       f"{config.feature_dim}: latching takes each class's top atoms_per_class eigenvectors "
+                       f"in a feature_dim-dimensional space")
+    return config
 
 
 def load_config_file(path: Path) -> TrainConfig:
