@@ -122,3 +122,17 @@ def test_writer_alive_tells_live_dead_and_unknown_writers():
     assert writer_alive({"status": "running", "pid": os.getpid(), "host": here + "-elsewhere"}) is None
     assert writer_alive({"status": "finished", "pid": os.getpid(), "host": here}) is None
     assert writer_alive({"status": "running", "host": here}) is None
+
+
+def test_set_status_writes_meta_and_one_status_line(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    run.write_meta({"status": "running", "start_time": 1.0})
+    run.set_status("failed", meta={"error": "boom"}, step=7, error="boom")
+    meta = run.read_meta()
+    assert meta["status"] == "failed" and meta["error"] == "boom" and meta["end_time"] >= meta["start_time"]
+    (line,) = [line for line in run.read_metrics() if line["type"] == "status"]
+    assert line["status"] == "failed" and line["step"] == 7
+    run.set_status("running")
+    assert run.read_meta()["end_time"] is None
+    with pytest.raises(ValueError):
+        run.set_status("paused")

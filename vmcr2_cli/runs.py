@@ -232,6 +232,14 @@ class RunDir:
         self.write_meta(meta)
         return meta
 
+    def set_status(self, status: str, *, meta: dict[str, Any] | None = None, **line: Any) -> None:
+        """Record that the run is now ``status``: in meta.json, with ``meta``'s fields and its end
+        time (None while running), and as a ``status`` line of metrics.jsonl with ``line``'s fields."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        self.update_meta(status=status, end_time=None if status == "running" else time.time(), **(meta or {}))
+        self.append_metrics("status", status=status, **line)
+
     # --- metrics.jsonl
     def append_metrics(self, kind: str, **values: Any) -> None:
         """Append one line and flush it, so readers see it at once."""

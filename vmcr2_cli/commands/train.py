@@ -163,10 +163,9 @@ def _resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> 
     if dist.is_main:
         if values:
             atomic_write_text(run.config_path, to_toml(config))
-        run.update_meta(status="running", end_time=None, pid=os.getpid(), host=socket.gethostname(),
-                        epochs=config.epochs, resumed=meta.get("resumed", 0) + 1,
-                        **_distributed_meta(session))
-        run.append_metrics("status", status="running", resumed_at_step=state["global_step"])
+        run.set_status("running", meta={"pid": os.getpid(), "host": socket.gethostname(), "epochs": config.epochs,
+                                        "resumed": meta.get("resumed", 0) + 1, **_distributed_meta(session)},
+                       resumed_at_step=state["global_step"])
     return session.train(run_for_rank(run, dist.is_main), resume_state=state)
 
 
@@ -220,24 +219,22 @@ class _Session:
                 run.append_metrics("eval", epoch=trainer.epoch, step=trainer.global_step, **evaluation)
                 result.update(evaluation)
         except TrainingInterrupted as stopped:
-            run.update_meta(status="interrupted", end_time=time.time())
-            run.append_metrics("status", status="interrupted", epoch=trainer.epoch, step=trainer.global_step)
+            run.set_status("interrupted", epoch=trainer.epoch, step=trainer.global_step)
             display.message(f"interrupted ({stopped}) at epoch {trainer.epoch + 1}, step {trainer.global_step}; "
                             f"checkpoint saved. Continue with: vmcr2 train --resume {run.path}")
             if dist.enabled:
                 dist.exit_together(EXIT_INTERRUPTED, None)
             raise typer.Exit(EXIT_INTERRUPTED)
         except NonFiniteLoss as failure:
-            run.update_meta(status="failed", end_time=time.time(), failed_step=failure.step, error=str(failure))
-            run.append_metrics("status", status="failed", step=failure.step, error=str(failure))
+            run.set_status("failed", meta={"failed_step": failure.step, "error": str(failure)}, step=failure.step,
+                           error=str(failure))
             raise RunFailed(f"{failure}; the last good checkpoint is kept in {run.checkpoint_path}") from None
         except BaseException as error:
-            run.update_meta(status="failed", end_time=time.time(), error=f"{type(error).__name__}: {error}")
-            run.append_metrics("status", status="failed", step=trainer.global_step, error=str(error))
+            run.set_status("failed", meta={"error": f"{type(error).__name__}: {error}"}, step=trainer.global_step,
+                           error=str(error))
             raise
-        run.update_meta(status="finished", end_time=time.time(),
-                        **{key: value for key, value in result.items() if key.endswith("accuracy")})
-        run.append_metrics("status", status="finished", epoch=trainer.epoch, step=trainer.global_step)
+        run.set_status("finished", meta={key: value for key, value in result.items() if key.endswith("accuracy")},
+                       epoch=trainer.epoch, step=trainer.global_step)
         return result
 
 
