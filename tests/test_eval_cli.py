@@ -135,3 +135,15 @@ def test_eval_on_fashion_mnist_files_matches_the_one_piece_reference_of_its_feat
     exact = results["exact"]
     for key, value in (("r", reference.r), ("r_c", reference.r_c), ("delta_r", reference.delta_r)):
         assert exact[key] == pytest.approx(value.item(), rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("objective", ["vmcr2", "ce"])
+def test_the_accuracy_train_prints_at_the_end_is_the_one_eval_reports(tmp_path, capsys, objective):
+    run = train_tiny(tmp_path / "runs", "--objective", objective, "--epochs", "1", "--set", "eval_at_end=true")
+    meta = RunDir.open(run).read_meta()
+    code, out, err = vmcr2("eval", str(run), "--json", "--no-figures", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["nearest_subspace_accuracy"] == meta["nearest_subspace_accuracy"]
+    if objective == "ce":
+        assert result["head_accuracy"] == meta["head_accuracy"]

@@ -23,9 +23,9 @@ import torch
 from vmcr2_cli.errors import BadInput, RunFailed
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.loading import LoadedRun
-from vmcr2_cli.evaluation.nearest_subspace import default_components, per_class_recall, predict_nearest_subspace
+from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, per_class_recall
 from vmcr2_cli.evaluation.numbers import finite, finite_or_none
-from vmcr2_cli.evaluation.statistics import class_statistics
+from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
 from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_dimension, feature_cosines,
                                             heatmap_sample, off_diagonal, principal_cosines,
                                             within_class_variability)
@@ -79,16 +79,16 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     _check_finite(train_z, test_z, run.name)
 
     log("class moments, exact rates (float64) and subspaces…")
-    stats = class_statistics(train_z, train_y, k, components=components, eps2=config.eps2)
-    predicted = predict_nearest_subspace(test_z, stats.bases.to(test_z.device, torch.float32))
-    ns_accuracy = _accuracy(predicted, test_y)
+    stats, predicted = nearest_subspace_predictions(train_z, train_y, test_z, k, components=components,
+                                                    eps2=config.eps2)
+    ns_accuracy = accuracy(predicted, test_y)
     recall = per_class_recall(predicted, test_y, k)
     log(f"kNN (cosine, k = {options.knn_k})…")
-    knn_accuracy = _accuracy(knn_predict(train_z, train_y, test_z, k, options.knn_k), test_y)
+    knn_accuracy = accuracy(knn_predict(train_z, train_y, test_z, k, options.knn_k), test_y)
     head_accuracy = None
     cross_entropy = getattr(trainer.objective, "cross_entropy", None)
     if cross_entropy is not None:
-        head_accuracy = _accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
+        head_accuracy = accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
 
     effective = effective_dimension(stats.eigenvalues)
     dim90 = energy_dimension(stats.eigenvalues, DOMINANT_ENERGY)
@@ -228,12 +228,6 @@ def _class_row(j, names, stats, recall, effective, dim90, cosines) -> dict[str, 
             "effective_dim": finite(effective[j].item()), "dim_90": int(dim90[j]),
             "r_c_term": finite(stats.class_r_c[j].item()),
             "closest_class": closest, "closest_abs_cos": finite(row[closest].item()) if closest is not None else None}
-
-
-def _accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
-    if predicted.numel() == 0:
-        return float("nan")
-    return (predicted == labels.to(predicted.device)).double().mean().item()
 
 
 def _check_finite(train_z: torch.Tensor, test_z: torch.Tensor, name: str) -> None:

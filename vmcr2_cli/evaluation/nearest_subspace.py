@@ -66,12 +66,11 @@ def predict_nearest_subspace(Z: torch.Tensor, bases: torch.Tensor, chunk: int = 
     return torch.cat(predictions)
 
 
-def nearest_subspace_accuracy(train_moments: torch.Tensor, test_features: torch.Tensor,
-                              test_labels: torch.Tensor, components: int) -> float:
-    """Test accuracy of eq. 8 with subspaces fitted on the training set's class moments."""
-    bases = class_subspaces(train_moments, components)
-    predicted = predict_nearest_subspace(test_features, bases)
-    return (predicted == test_labels.to(predicted.device)).float().mean().item()
+def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of ``predicted`` equal to ``labels`` (NaN for none), the one accuracy train and eval print."""
+    if predicted.numel() == 0:
+        return float("nan")
+    return (predicted == labels.to(predicted.device)).double().mean().item()
 
 
 def per_class_recall(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

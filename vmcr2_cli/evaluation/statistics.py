@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vmcr2_cli.evaluation.nearest_subspace import subspaces_from_eigh
+from vmcr2_cli.evaluation.nearest_subspace import predict_nearest_subspace, subspaces_from_eigh
 from vmcr2_cli.objectives import class_second_moments
 from vmcr2_cli.objectives.numerics import add_identity, cholesky_logdet
 
@@ -159,3 +159,17 @@ def _class_compressed_rates(moments: Tensor, sizes: Tensor, n: int, d: int, eps2
         logdets = cholesky_logdet(matrices, check=True, what="I + α_j·Z_jᵀZ_j of a class over the dataset")
         rates[present] = sizes[present] / n * logdets / 2
     return rates
+
+
+def nearest_subspace_predictions(train_features: Tensor, train_labels: Tensor, test_features: Tensor,
+                                 num_classes: int, *, components: int,
+                                 eps2: float = 0.5) -> tuple[ClassStatistics, Tensor]:
+    """The training features' class statistics and eq. 8's predictions for the test features.
+
+    The one nearest-subspace pipeline: the accuracy ``vmcr2 train`` prints when it ends and
+    ``vmcr2 eval``'s come from here, so they are the same number. The bases are fitted in
+    float64 (``class_statistics``) and applied in float32 on the features' device.
+    """
+    stats = class_statistics(train_features, train_labels, num_classes, components=components, eps2=eps2)
+    bases = stats.bases.to(test_features.device, torch.float32)
+    return stats, predict_nearest_subspace(test_features, bases)
