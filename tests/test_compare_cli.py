@@ -10,6 +10,7 @@ import pytest
 
 from eval_fixtures import TINY, assert_one_error_line, vmcr2
 from vmcr2_cli.config import TrainConfig, to_toml
+from vmcr2_cli.evaluation.comparison import RunRecord, run_labels
 from vmcr2_cli.evaluation.missing_runs import TrainRequest, plan_missing_runs
 from vmcr2_cli.runs import RunDir, atomic_write_text, metrics_line
 
@@ -195,3 +196,12 @@ def test_train_runs_the_papers_experiment_in_one_command(tmp_path, capsys, monke
     assert all(row["status"] == "finished" and row["epochs_done"] == 1 for row in rows)
     assert {row["seed"] for row in rows} == {0} and all(math.isfinite(row["delta_r_final"]) for row in rows)
     assert "epoch 1/1" in err  # the training runs' progress went to the terminal
+
+
+def test_labels_name_the_v_mcr2_method_and_add_the_run_only_where_labels_clash(tmp_path):
+    def record(name, objective, method):
+        return RunRecord(RunDir(tmp_path / name), {}, {"objective": objective, "vmcr2_method": method})
+
+    labels = run_labels([record("a", "vmcr2", "paper"), record("b", "vmcr2", "block"),
+                         record("c", "vmcr2", "block"), record("d", "mcr2", "paper")])
+    assert labels == ["V-MCR²", "V-MCR² (block) (b)", "V-MCR² (block) (c)", "MCR²"]

@@ -134,11 +134,10 @@ def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 
 def run_labels(records: list[RunRecord]) -> list[str]:
-    """The objective's name, with the run's name when several runs share an objective."""
-    objectives = [record.objective for record in records]
-    return [objective_label(objective) if objectives.count(objective) == 1
-            else f"{objective_label(objective)} ({record.run.name})"
-            for objective, record in zip(objectives, records)]
+    """The objective's name (with V-MCR²'s method), with the run's name when several runs share it."""
+    labels = [objective_label(record.objective, record.key("vmcr2_method")) for record in records]
+    return [label if labels.count(label) == 1 else f"{label} ({record.run.name})"
+            for label, record in zip(labels, records)]
 
 
 def _row(record: RunRecord) -> dict[str, Any]:

@@ -32,10 +32,12 @@ EVAL_MARKER = "●"
 NO_VALUE = "—"
 
 
-def objective_label(objective: str | None) -> str:
+def objective_label(objective: str | None, method: str | None = None) -> str:
+    """"V-MCR²"; with a V-MCR² method other than the paper's Algorithm 1, "V-MCR² (block)"."""
     if not objective:
         return "?"
-    return OBJECTIVE_LABELS.get(objective, objective)
+    label = OBJECTIVE_LABELS.get(objective, objective)
+    return f"{label} ({method})" if objective == "vmcr2" and method not in (None, "paper") else label
 
 
 def status_text(status: str) -> tuple[str, str]:
