@@ -50,7 +50,7 @@ def test_block_ascent_equals_the_dense_gradients_on_a_block_dictionary(sizes, d,
     assert fast.L_gamma.item() == pytest.approx(dense.L_gamma.item(), rel=RTOL)
 
 
-def test_block_L_A_is_eq19_on_the_diagonal_blocks_of_the_gram():
+def test_before_any_latch_the_block_L_A_is_eq19_on_the_diagonal_blocks_alone():
     sizes, d, s = CASES["unbalanced, absent class"]
     k = len(sizes)
     Z, labels = clustered_batch(sizes, d, seed=3)
@@ -150,3 +150,34 @@ def test_block_method_step_equals_the_paper_step_projected():
 def test_block_method_needs_q_divisible_by_k():
     with pytest.raises(ValueError, match="divisible"):
         build_objective("vmcr2", 8, 3, dictionary_size=10, method="block")
+
+
+@pytest.mark.parametrize("sizes,d,s", CASES.values(), ids=CASES.keys())
+def test_after_a_latch_the_block_L_A_is_the_dense_one(sizes, d, s):
+    k = len(sizes)
+    Z, labels = clustered_batch(sizes, d, seed=17)
+    other, other_labels = clustered_batch([6] * k, d, seed=18)
+    v = VariationalMCR2(d, k, s * k, dtype=F64, generator=generator(19))
+    v.latch(other, ClassPartition(other_labels, k))  # measures the cross-class Gram energy
+    partition = ClassPartition(labels, k)
+    assert block.ascent(v, Z, partition, check=True).L_A.item() == pytest.approx(
+        v.gradients(Z, partition).L_A.item(), rel=RTOL)
+
+
+def test_the_cross_class_gram_energy_is_the_same_in_any_chunking():
+    v = block_dictionary(7, 5, 3, seed=20)
+    G2 = (v.gamma.T @ v.gamma).square()
+    mask = block_mask(5, 3).to(F64)
+    expected = (G2.square() * (1 - mask @ mask.T)).sum().item()
+    for chunk in (1, 9, 10**6):
+        v.measure_cross_gram_energy(chunk_entries=chunk)
+        assert v.cross_gram_energy.item() == pytest.approx(expected, rel=RTOL)
+
+
+def test_a_state_dict_from_before_the_cross_energy_loads_unmeasured():
+    v = block_dictionary(6, 3, 2, seed=21)
+    v.measure_cross_gram_energy()
+    old = {key: value for key, value in v.state_dict().items() if key != "cross_gram_energy"}
+    fresh = VariationalMCR2(6, 3, 6, dtype=F64)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.gamma, v.gamma) and torch.isnan(fresh.cross_gram_energy)

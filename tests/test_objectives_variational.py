@@ -233,7 +233,7 @@ def test_latched_dictionary_blocks_hold_each_class_eigenvectors():
 def test_gamma_and_A_are_buffers_saved_in_the_state_dict():
     v = model(6, 3, 9, seed=13)
     assert list(v.parameters()) == []
-    assert set(v.state_dict()) == {"gamma", "A"}
+    assert set(v.state_dict()) == {"gamma", "A", "cross_gram_energy"}
 
 
 def test_loading_a_state_dict_refreshes_the_cached_dictionary_products():

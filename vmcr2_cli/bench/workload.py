@@ -84,3 +84,4 @@ def latch_on_batch(variational: VariationalMCR2, Z: Tensor, partition: ClassPart
     A[classes, :, classes] = block  # A[j·s + i, j] = λ_i of class j
     variational.gamma.copy_(gamma.permute(1, 0, 2).reshape(d, q))
     variational.A.copy_(A.reshape(q, k))
+    variational.measure_cross_gram_energy()  # as latch_from_moments does

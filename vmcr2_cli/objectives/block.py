@@ -17,10 +17,11 @@ the block wherever class j's samples have energy on another class's atom that it
 atoms do not explain. ``method = "block"`` (:func:`proximal_step`, :func:`theta_loss`)
 is Algorithm 1 with A constrained to the layout — the proximal operator of the set
 {A ≥ 0, A_lj = 0 off the blocks} in place of the ReLU — and is otherwise the same, line
-for line. Its L_A is eq. 19 for the constrained gradient, which meets (ΓᵀΓ)^⊙2 only
-through its diagonal blocks G_j^⊙2. On a block-layout dictionary its terms, ∇_Γ, the
-block entries of ∇_A and L_Γ equal the dense ones (tested); the difference from
-Algorithm 1 is the constraint and that step size.
+for line. Its L_A is eq. 19's: the diagonal blocks G_j^⊙2 of (ΓᵀΓ)^⊙2 each step, its
+cross-class entries as measured at the last latch (``VariationalMCR2.cross_gram_energy``).
+On a block-layout dictionary its terms, ∇_Γ, the block entries of ∇_A, L_Γ and — right
+after a latch — L_A equal the dense ones (tested); the difference from Algorithm 1 is
+the constraint, and L_A's cross-class part lagging behind Γ between latches.
 
 The functions here take the whole batch (a data-parallel step gathers it first).
 """
@@ -154,11 +155,18 @@ def ascent(variational: VariationalMCR2, Z: Tensor, partition: ClassPartition, *
         pull = torch.baddbmm(moments.mul_(weighted), weighted * spectra[:, None, :] * grams, atoms, alpha=-1)
         grad_atoms = K_atoms.mul_(alpha * spectra.unsqueeze(-1)).add_(pull, alpha=2 * mu / m)
 
-        # Eq. 17 as the dense step has it (A's entries off the blocks are zero there too);
-        # eq. 19 with (ΓᵀΓ)^⊙2 replaced by the diagonal blocks the constrained gradient uses.
+        # Eq. 17 as the dense step has it (A's entries off the blocks are zero there too).
+        # Eq. 19 as the dense step has it: ‖(ΓᵀΓ)^⊙2‖_F from the diagonal blocks now and the
+        # cross-class pairs as of the last latch (their q² products are what this method
+        # avoids; Γ moves little between latches). Unmeasured, the diagonal blocks alone:
+        # the constrained gradient's own constant, whose longer A-steps trail Algorithm 1
+        # (benchmarks/REPRODUCTION.md §5).
         A_inf = spectra.amax(dim=1)  # ‖A_j‖_∞ (A ≥ 0)
         L_gamma = (2 * mu / m) * (weights.inverse_gamma * (within.sqrt() * A_inf + A_inf.square())).sum()
-        L_A = (mu / m) * weights.inverse_gamma.max() * torch.linalg.vector_norm(grams.square())
+        energy = grams.square().square().sum()
+        cross = variational.cross_gram_energy.to(energy.dtype)
+        energy = torch.where(torch.isfinite(cross), energy + cross, energy)
+        L_A = (mu / m) * weights.inverse_gamma.max() * energy.sqrt()
     return BlockAscent(terms, grad_atoms, grad_spectra, L_gamma, L_A)
 
 

@@ -165,6 +165,9 @@ class VariationalMCR2(nn.Module):
         gamma = torch.randn(feature_dim, dictionary_size, dtype=dtype, generator=generator)
         self.register_buffer("gamma", gamma / torch.linalg.vector_norm(gamma, dim=0))
         self.register_buffer("A", torch.zeros(dictionary_size, num_classes, dtype=dtype))
+        # Σ (γ_lᵀγ_l')⁴ over atoms of different classes at the last latch: the part of eq. 19's
+        # ‖(ΓᵀΓ)^⊙2‖²_F that the block method cannot afford each step (NaN: never measured).
+        self.register_buffer("cross_gram_energy", torch.full((), float("nan"), dtype=dtype))
         self._cache: dict[str, tuple] = {}  # see _cached
 
     def extra_repr(self) -> str:
@@ -346,6 +349,30 @@ class VariationalMCR2(nn.Module):
             A[classes, :, classes] = top_values  # A[j·s + i, j] = σ_i of class j
             self.gamma.copy_(top_vectors.permute(1, 0, 2).reshape(d, q))
             self.A.copy_(A.reshape(q, k))
+        self.measure_cross_gram_energy()
+
+    @torch.no_grad()
+    def measure_cross_gram_energy(self, chunk_entries: int = 2**24) -> None:
+        """Set ``cross_gram_energy`` from the current Γ (latching's layout): Σ (γ_lᵀγ_l')⁴ over atom
+        pairs of different classes, ΓᵀΓ computed ``chunk_entries`` entries at a time (q²·d in all)."""
+        k, q = self.num_classes, self.dictionary_size
+        if q % k:
+            return  # no block layout: nothing to split
+        s = q // k
+        gamma = self.gamma
+        rows = max(s, chunk_entries // q // s * s)  # whole classes per chunk
+        cross = gamma.new_zeros((), dtype=torch.float64)
+        with full_precision(gamma.device):
+            for start in range(0, q, rows):
+                fourth = (gamma[:, start:start + rows].T @ gamma).double().square_().square_()  # (rows, q)
+                blocks = fourth.view(-1, s, k, s).diagonal(offset=start // s, dim1=0, dim2=2)  # own-class pairs
+                cross += fourth.sum() - blocks.sum()
+        self.cross_gram_energy.copy_(cross)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before cross_gram_energy existed load with it unmeasured.
+        state_dict.setdefault(prefix + "cross_gram_energy", torch.full((), float("nan"), dtype=self.gamma.dtype))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- internals -----------------------------------------------------------------
 
