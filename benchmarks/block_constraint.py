@@ -8,7 +8,8 @@ From RUN's checkpoint (a vmcr2 run, latched at the end of its last epoch), with 
   BatchNorm statistics untouched) and reports how
   much of A has grown off latching's blocks — what ``vmcr2_method = "block"`` forbids;
 - reports eq. 19's ‖(ΓᵀΓ)^⊙2‖_F over the whole dictionary against its diagonal blocks
-  (the block method's L_A): their ratio is how much further the block method moves A.
+  (the block method's L_A before it measured the cross-class part at each latch): their ratio
+  is how much further that version moved A.
 """
 
 from __future__ import annotations
