@@ -36,7 +36,7 @@ from torch import Tensor
 from .numerics import full_precision
 from .partition import ClassPartition
 from .variational import (ClassWeights, VariationalMCR2, VariationalTerms, _within_class_energy, dictionary_rate,
-                          eq7_terms)
+                          eq7_terms, matching_term)
 
 
 class BlockAscent(NamedTuple):
@@ -207,8 +207,7 @@ def theta_loss(variational: VariationalMCR2, Z: Tensor, partition: ClassPartitio
         S = own_projection_energy(Z, partition, atoms)
         with torch.no_grad():
             H, _ = dictionary_energy(atoms, spectra)
-        per_class = _within_class_energy(Z, partition) - 2 * (spectra * S).sum(dim=1) + (spectra * H).sum(dim=1)
-        return variational.mu / (2 * m) * (weights.inverse_gamma * per_class).sum()
+        return variational.mu / (2 * m) * matching_term(weights, _within_class_energy(Z, partition), spectra, S, H)
 
 
 def _row_dots(X: Tensor, Y: Tensor) -> Tensor:

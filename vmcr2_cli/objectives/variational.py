@@ -503,9 +503,14 @@ def eq7_terms(weights: ClassWeights, r_v: Tensor, within: Tensor, codes: Tensor,
     """
     gamma_j = weights.sizes / weights.m
     r_c_v = (gamma_j / 2 * torch.log1p(weights.alpha_j[:, None] * codes).sum(dim=1)).sum()
-    per_class = within - 2 * (codes * S).sum(dim=1) + (codes * H).sum(dim=1)
-    m_term = (weights.inverse_gamma * per_class).sum()
+    m_term = matching_term(weights, within, codes, S, H)
     return VariationalTerms(r_v=r_v, r_c_v=r_c_v, m_term=m_term, delta_r_v=r_v - r_c_v)
+
+
+def matching_term(weights: ClassWeights, within: Tensor, codes: Tensor, S: Tensor, H: Tensor) -> Tensor:
+    """M = Σ_j (1/γ_j)(‖Z_jZ_jᵀ‖²_F − 2⟨A_j, S_j⟩ + ⟨A_j, H_j⟩), eq. 9; rows as in :func:`eq7_terms`."""
+    per_class = within - 2 * (codes * S).sum(dim=1) + (codes * H).sum(dim=1)
+    return (weights.inverse_gamma * per_class).sum()
 
 
 def dictionary_rate(rows: Tensor, a: Tensor, alpha: float, *, check: bool, G: Tensor | None = None,
