@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device here; run with --cpu for the reduced check", file=sys.stderr)
         return 2
     results = [
-        _run("imports without textual", [sys.executable, "-c", BLOCK_TEXTUAL + "import vmcr2_cli.cli"], sizes),
+        _run("imports without textual", [sys.executable, "-c", BLOCK_TEXTUAL + "import vmcr2_cli.cli"], sizes)[0],
         _run("vmcr2 train --help without textual",
              [sys.executable, "-c", BLOCK_TEXTUAL + "sys.argv = ['vmcr2', 'train', '--help']; "
-              "from vmcr2_cli.cli import main; main()"], sizes),
+              "from vmcr2_cli.cli import main; main()"], sizes)[0],
         _cuda_tests(sizes),
         _bench("bench: objectives at the paper's shape", sizes.bench, sizes, out),
         _bench("bench: ResNet-18 training step", sizes.step_bench, sizes, out),
@@ -146,12 +146,13 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
-def _run(name: str, command: list[str], sizes: Sizes, timeout_s: int | None = None) -> Result:
-    result = Result(name, command)
+def _run(name: str, command: list[str], sizes: Sizes) -> tuple[Result, str]:
+    """The step ``command`` within ``sizes.timeout_s``, and its stdout ('' if it timed out)."""
+    result, stdout = Result(name, command), ""
     begin = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env(),
-                              timeout=timeout_s or sizes.timeout_s)
+                              timeout=sizes.timeout_s)
     except subprocess.TimeoutExpired as expired:
         result.status, result.reason = "failed", f"timed out after {expired.timeout:.0f} s"
         result.output_tail = _text(expired.stdout)[-OUTPUT_TAIL:] + _text(expired.stderr)[-OUTPUT_TAIL:]
@@ -159,9 +160,9 @@ def _run(name: str, command: list[str], sizes: Sizes, timeout_s: int | None = No
         result.status = "passed" if done.returncode == 0 else "failed"
         result.reason = "" if done.returncode == 0 else f"exit code {done.returncode}"
         result.output_tail = (done.stdout + done.stderr)[-OUTPUT_TAIL:]
-        result.figures["stdout"] = done.stdout  # parsed by the caller, then dropped
+        stdout = done.stdout
     result.seconds = round(time.perf_counter() - begin, 1)
-    return result
+    return result, stdout
 
 
 def _text(output: bytes | str | None) -> str:
@@ -179,16 +180,13 @@ def _cuda_tests(sizes: Sizes) -> Result:
         return Result("CUDA tests (pytest -m gpu)", command, reason="--cpu: no CUDA device")
     if importlib.util.find_spec("pytest") is None:
         return Result("CUDA tests (pytest -m gpu)", command, reason="pytest is not installed")
-    result = _run("CUDA tests (pytest -m gpu)", command, sizes)
-    result.figures.pop("stdout", None)
-    return result
+    return _run("CUDA tests (pytest -m gpu)", command, sizes)[0]
 
 
 def _bench(name: str, arguments: list[str], sizes: Sizes, out: Path) -> Result:
     """A `vmcr2 bench --json` step; its figures: each row's median (and the V-MCR² ratios)."""
-    result = _run(name, _vmcr2("bench", *arguments, "--device", sizes.device, "--json",
-                               "--runs-dir", str(out / "bench")), sizes)
-    stdout = result.figures.pop("stdout", "")
+    result, stdout = _run(name, _vmcr2("bench", *arguments, "--device", sizes.device, "--json",
+                                       "--runs-dir", str(out / "bench")), sizes)
     if result.status == "passed":
         report = json.loads(stdout)
         result.figures = {
@@ -225,9 +223,8 @@ def _trainings(sizes: Sizes, data: Path, out: Path) -> list[Result]:
 
 def _train(title: str, name: str, arguments: list[str], sizes: Sizes, data: Path, out: Path) -> Result:
     """`vmcr2 train … --epochs 1`; its figures from the run directory: ΔR, epoch time, accuracy."""
-    result = _run(title, _vmcr2("train", *arguments, *sizes.train, "--epochs", "1", "--device", sizes.device,
-                                "--data-root", str(data), "--runs-dir", str(out / "runs"), "--name", name), sizes)
-    result.figures.pop("stdout", None)
+    result, _ = _run(title, _vmcr2("train", *arguments, *sizes.train, "--epochs", "1", "--device", sizes.device,
+                                   "--data-root", str(data), "--runs-dir", str(out / "runs"), "--name", name), sizes)
     runs = sorted((out / "runs").glob(f"*-{name}"))  # train names the folder <timestamp>-<name>
     run = runs[-1] if runs else out / "runs" / name
     if (run / "meta.json").is_file():
