@@ -29,6 +29,13 @@ def block_dictionary(d, k, s, seed, mu=1.0):
     return v
 
 
+def batch_and_dictionary(sizes, d, s, seed, mu=1.0):
+    """A clustered batch of the given class sizes, its partition, and a block dictionary (k = len(sizes))."""
+    k = len(sizes)
+    Z, labels = clustered_batch(sizes, d, seed=seed)
+    return k, Z, labels, ClassPartition(labels, k), block_dictionary(d, k, s, seed=seed + 1, mu=mu)
+
+
 def block_mask(k, s):
     """(q, k) True on each class's own atoms."""
     return torch.block_diag(*[torch.ones(s, 1, dtype=torch.bool)] * k)
@@ -36,10 +43,7 @@ def block_mask(k, s):
 
 @pytest.mark.parametrize("sizes,d,s", CASES.values(), ids=CASES.keys())
 def test_block_ascent_equals_the_dense_gradients_on_a_block_dictionary(sizes, d, s):
-    k = len(sizes)
-    Z, labels = clustered_batch(sizes, d, seed=1)
-    v = block_dictionary(d, k, s, seed=2)
-    partition = ClassPartition(labels, k)
+    k, Z, labels, partition, v = batch_and_dictionary(sizes, d, s, seed=1)
     fast, dense = block.ascent(v, Z, partition, check=True), v.gradients(Z, partition)
     for name in ("r_v", "r_c_v", "m_term", "delta_r_v"):
         assert getattr(fast.terms, name).item() == pytest.approx(getattr(dense.terms, name).item(), rel=RTOL), name
@@ -52,23 +56,18 @@ def test_block_ascent_equals_the_dense_gradients_on_a_block_dictionary(sizes, d,
 
 def test_before_any_latch_the_block_L_A_is_eq19_on_the_diagonal_blocks_alone():
     sizes, d, s = CASES["unbalanced, absent class"]
-    k = len(sizes)
-    Z, labels = clustered_batch(sizes, d, seed=3)
-    v = block_dictionary(d, k, s, seed=4, mu=0.7)
+    k, Z, labels, partition, v = batch_and_dictionary(sizes, d, s, seed=3, mu=0.7)
     m = Z.shape[0]
     mask = block_mask(k, s).to(F64)
     G2 = (v.gamma.T @ v.gamma).square() * (mask @ mask.T)
     expected = v.mu / m * (m / min(n for n in sizes if n)) * torch.linalg.matrix_norm(G2)
-    assert block.ascent(v, Z, ClassPartition(labels, k), check=True).L_A.item() == pytest.approx(
+    assert block.ascent(v, Z, partition, check=True).L_A.item() == pytest.approx(
         expected.item(), rel=RTOL)
 
 
 @pytest.mark.parametrize("sizes,d,s", CASES.values(), ids=CASES.keys())
 def test_block_step_is_the_dense_step_projected_onto_the_blocks(sizes, d, s):
-    k = len(sizes)
-    Z, labels = clustered_batch(sizes, d, seed=5)
-    v = block_dictionary(d, k, s, seed=6)
-    partition = ClassPartition(labels, k)
+    k, Z, labels, partition, v = batch_and_dictionary(sizes, d, s, seed=5)
     dense = v.gradients(Z, partition)
     L_A = block.ascent(v, Z, partition, check=True).L_A
     gamma = v.gamma + v.nu_gamma / dense.L_gamma * dense.grad_gamma
@@ -82,12 +81,10 @@ def test_block_step_is_the_dense_step_projected_onto_the_blocks(sizes, d, s):
 
 def test_block_step_keeps_absent_classes_and_the_layout():
     sizes, d, s = CASES["unbalanced, absent class"]
-    k = len(sizes)
-    Z, labels = clustered_batch(sizes, d, seed=7)
-    v = block_dictionary(d, k, s, seed=8)
+    k, Z, labels, partition, v = batch_and_dictionary(sizes, d, s, seed=7)
     before = v.A.clone()
     for _ in range(5):
-        block.proximal_step(v, Z, ClassPartition(labels, k), check=True)
+        block.proximal_step(v, Z, partition, check=True)
     assert torch.equal(v.A[:, 1], before[:, 1])  # class 1 is absent
     assert torch.count_nonzero(v.A * ~block_mask(k, s)) == 0
     assert (v.A >= 0).all()
@@ -98,19 +95,14 @@ def test_dense_algorithm_1_leaves_the_block_layout():
     # Why the block method is a constraint, not a rewriting: the dense ReLU step gives
     # classes codes on other classes' atoms.
     sizes, d, s = CASES["q > d"]
-    k = len(sizes)
-    Z, labels = clustered_batch(sizes, d, seed=9)
-    v = block_dictionary(d, k, s, seed=10)
+    k, Z, labels, _, v = batch_and_dictionary(sizes, d, s, seed=9)
     v.proximal_step(Z, labels)
     assert torch.count_nonzero(v.A * ~block_mask(k, s)) > 0
 
 
 @pytest.mark.parametrize("sizes,d,s", CASES.values(), ids=CASES.keys())
 def test_block_theta_loss_and_its_gradient_equal_the_dense_ones(sizes, d, s):
-    k = len(sizes)
-    Z, labels = clustered_batch(sizes, d, seed=11)
-    v = block_dictionary(d, k, s, seed=12, mu=0.3)
-    partition = ClassPartition(labels, k)
+    k, Z, labels, partition, v = batch_and_dictionary(sizes, d, s, seed=11, mu=0.3)
     fast_Z, dense_Z = Z.clone().requires_grad_(), Z.clone().requires_grad_()
     fast, dense = block.theta_loss(v, fast_Z, partition), v.theta_loss(dense_Z, partition)
     assert fast.item() == pytest.approx(dense.item(), rel=RTOL)
