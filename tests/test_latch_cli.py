@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from eval_fixtures import assert_one_error_line, copy_run, train_tiny, vmcr2
+from run_holders import process_holding_the_lock
 from vmcr2_cli.objectives import VariationalMCR2
-from vmcr2_cli.runs import RunDir, atomic_write_json
+from vmcr2_cli.runs import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +101,12 @@ def test_latch_refuses_a_run_that_is_not_vmcr2(run_dir, capsys):
 
 
 def test_latch_write_refuses_a_run_that_is_still_training(run_dir, capsys):
-    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        run = RunDir.open(run_dir)
-        atomic_write_json(run.meta_path, {**run.read_meta(), "status": "running", "pid": trainer.pid,
-                                          "host": socket.gethostname()})
+    before = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    with process_holding_the_lock(run_dir) as trainer:
         code, _, err = vmcr2("latch", run_dir, "--write", capsys=capsys)
-        assert_one_error_line(code, err, f"the run is still training (pid {trainer.pid})")
-    finally:
-        trainer.kill()
-        trainer.wait()
+        assert_one_error_line(code, err, f"the run is in use by pid {trainer.pid}")
+        assert vmcr2("latch", run_dir, capsys=capsys)[0] == 0  # a dry run only reads: allowed
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == before
 
 
 def test_latch_of_a_path_that_is_not_a_run_or_has_no_checkpoint_is_bad_input(run_dir, tmp_path, capsys):

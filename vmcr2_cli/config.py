@@ -96,6 +96,8 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# What ``train --resume`` may change in an existing run: where and how long it runs, not what it trains.
+RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end")
 
 
 def describe_keys() -> list[tuple[str, str, Any]]:

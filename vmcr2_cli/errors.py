@@ -20,3 +20,7 @@ class RunFailed(Exception):
     """The run itself failed (a non-finite loss, say). Exit code 1."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class RunWriteFailed(RunFailed):
+    """A file of the run directory could not be written (a full disk, a lost mount). Exit code 1."""

@@ -11,24 +11,33 @@
         checkpoints/last.pt         model, optimizer, Γ and A, epoch and step
         eval.json                   written by eval
         figures/                    PNGs from eval and compare
+        lock                        held (flock) by the one process that writes the run
 
 Every whole-file write goes through a temporary file and ``os.replace`` so a
-crash at any moment leaves either the old or the new file, never half of one.
+crash at any moment leaves either the old or the new file, never half of one. A
+run directory appears whole: it is built under a hidden name and renamed into
+place with its config.toml and meta.json. The writer's lock is an ``flock``, which
+the kernel drops when its process dies, however it dies: a killed run never
+leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
 import os
+import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vmcr2_cli.errors import BadInput
+from vmcr2_cli.errors import BadInput, RunWriteFailed
 
 CONFIG_FILE = "config.toml"
 META_FILE = "meta.json"
@@ -36,6 +45,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoints/last.pt"
 EVAL_FILE = "eval.json"
 FIGURES_DIR = "figures"
+LOCK_FILE = "lock"
 LATEST_LINK = "latest"
 
 STATUSES = ("running", "finished", "interrupted", "failed")
@@ -64,6 +74,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: without it a power cut may bring the old name back."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError while writing ``path`` becomes RunWriteFailed, one line naming the file."""
+    try:
+        yield
+    except OSError as error:
+        raise RunWriteFailed(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -101,18 +130,39 @@ def metrics_line(kind: str, **values: Any) -> str:
     return json.dumps(record, default=_jsonable, allow_nan=False) + "\n"
 
 
+# metrics_line writes ``type`` first: a line's type is read off its first bytes without
+# parsing the rest (a long run writes ~10⁶ step lines; readers that skip them stay fast).
+_TYPE_PREFIX = b'{"type": "'
+READ_CHUNK_BYTES = 8 << 20
+# A line is at least this long; it bounds how many lines a number of bytes holds.
+MIN_LINE_BYTES = 100
+
+
+def _type_prefix(kind: str) -> bytes:
+    """How a line of type ``kind`` as ``metrics_line`` writes it begins."""
+    return _TYPE_PREFIX + kind.encode("ascii") + b'"'
+
+
 @dataclass
 class MetricsTail:
     """Reads a ``metrics.jsonl`` incrementally: each call returns only the new complete lines.
 
     A last line still being written stays buffered until its newline arrives; a line
     that is not valid JSON is skipped and counted in ``corrupt_lines``. The file is
-    never re-read from the start, so a run with a million lines costs nothing per poll.
+    never re-read from the start, and it is read in chunks of ``READ_CHUNK_BYTES``.
+
+    ``skip_types``: line types not parsed at all (counted in ``skipped_lines``).
+    ``step_budget``: at most about this many ``step`` lines are parsed per call, evenly
+    spaced, the newest always: a reader that wants their trend, not each of 10⁶ lines,
+    stays fast and its memory bounded. None parses every one.
     """
 
     path: Path
+    skip_types: tuple[str, ...] = ()
+    step_budget: int | None = None
     offset: int = 0
     corrupt_lines: int = 0
+    skipped_lines: int = 0
     _partial: bytes = field(default=b"", repr=False)
 
     def read_new(self) -> list[dict[str, Any]]:
@@ -122,14 +172,34 @@ class MetricsTail:
                 if size < self.offset:  # truncated or replaced: start over
                     self.offset, self._partial = 0, b""
                 file.seek(self.offset)
-                chunk = file.read()
+                stride = 1
+                if self.step_budget is not None:
+                    stride = max(1, (size - self.offset) // (self.step_budget * MIN_LINE_BYTES))
+                records: list[dict[str, Any]] = []
+                while chunk := file.read(READ_CHUNK_BYTES):
+                    self.offset += len(chunk)
+                    *lines, self._partial = (self._partial + chunk).split(b"\n")
+                    self._parse(lines, stride, records)
         except FileNotFoundError:
             return []
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        *lines, self._partial = data.split(b"\n")
-        records = []
-        for line in lines:
+        return records
+
+    def _parse(self, lines: list[bytes], stride: int, records: list[dict[str, Any]]) -> None:
+        skipped = tuple(_type_prefix(kind) for kind in self.skip_types)
+        step = _type_prefix("step")
+        newest_step = -1  # kept whatever the stride: the latest progress
+        if stride > 1:
+            newest_step = next((i for i in reversed(range(len(lines))) if lines[i].startswith(step)), -1)
+        steps_seen = 0
+        for index, line in enumerate(lines):
+            if skipped and line.startswith(skipped):
+                self.skipped_lines += 1
+                continue
+            if stride > 1 and line.startswith(step):
+                steps_seen += 1
+                if steps_seen % stride and index != newest_step:
+                    self.skipped_lines += 1
+                    continue
             if not line.strip():
                 continue
             try:
@@ -141,12 +211,12 @@ class MetricsTail:
                 records.append(record)
             else:
                 self.corrupt_lines += 1
-        return records
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every complete, valid line of a ``metrics.jsonl`` (a partial last line is ignored)."""
-    return MetricsTail(Path(path)).read_new()
+def read_metrics(path: Path, skip_types: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every complete, valid line of a ``metrics.jsonl`` (a partial last line is ignored),
+    except those of ``skip_types``."""
+    return MetricsTail(Path(path), skip_types=skip_types).read_new()
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -185,23 +255,45 @@ class RunDir:
     def figures_dir(self) -> Path:
         return self.path / FIGURES_DIR
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
     # --- creation and lookup
     @classmethod
-    def create(cls, runs_dir: Path, run_id: str) -> "RunDir":
-        """A new, empty run directory ``runs_dir/run_id`` (a suffix is added if taken)."""
+    def create(cls, runs_dir: Path, run_id: str, *, config_text: str | None = None,
+               meta: dict[str, Any] | None = None) -> "RunDir":
+        """A new run directory ``runs_dir/run_id`` (a suffix is added if taken), holding
+        ``config_text`` as config.toml and ``meta`` (with its ``run_id``) as meta.json.
+
+        Built under a hidden name and renamed into place: a crash at any moment leaves no
+        half-made run directory, only, at worst, a hidden ``.<run_id>.*.tmp`` folder.
+        """
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
-        candidate, n = run_id, 1
-        while True:
-            try:
-                (runs_dir / candidate).mkdir()
-                break
-            except FileExistsError:
+        staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{run_id}.", suffix=".tmp"))
+        try:
+            (staging / "checkpoints").mkdir()
+            candidate, n = run_id, 1
+            while True:
+                if config_text is not None:
+                    (staging / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+                if meta is not None:
+                    cls(staging).write_meta({**meta, "run_id": candidate})
+                if not (runs_dir / candidate).exists():
+                    try:
+                        os.rename(staging, runs_dir / candidate)
+                        break
+                    except OSError as error:  # taken between the check and the rename
+                        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                            raise
                 n += 1
                 candidate = f"{run_id}-{n}"
-        run = cls(runs_dir / candidate)
-        (run.path / "checkpoints").mkdir()
-        return run
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_directory(runs_dir)
+        return cls(runs_dir / candidate)
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
@@ -224,7 +316,8 @@ class RunDir:
     def write_meta(self, meta: dict[str, Any]) -> None:
         if meta.get("status") not in STATUSES:
             raise ValueError(f"meta status must be one of {STATUSES}, not {meta.get('status')!r}")
-        atomic_write_json(self.meta_path, meta)
+        with _writing(self.meta_path):
+            atomic_write_json(self.meta_path, meta)
 
     def update_meta(self, **changes: Any) -> dict[str, Any]:
         meta = self.read_meta()
@@ -243,26 +336,62 @@ class RunDir:
     # --- metrics.jsonl
     def append_metrics(self, kind: str, **values: Any) -> None:
         """Append one line and flush it, so readers see it at once."""
-        with open(self.metrics_path, "a", encoding="utf-8") as file:
-            file.write(metrics_line(kind, **values))
+        line = metrics_line(kind, **values)
+        with _writing(self.metrics_path), open(self.metrics_path, "a", encoding="utf-8") as file:
+            file.write(line)
             file.flush()
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        return read_metrics(self.metrics_path)
+    def read_metrics(self, skip_types: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        return read_metrics(self.metrics_path, skip_types)
 
-    def tail_metrics(self) -> MetricsTail:
-        return MetricsTail(self.metrics_path)
+    def tail_metrics(self, **options: Any) -> MetricsTail:
+        return MetricsTail(self.metrics_path, **options)
+
+    def drop_partial_metrics_line(self) -> None:
+        """Cut a last line without its newline (a writer killed mid-line), so that the next
+        appended line does not fuse with it into one corrupt line."""
+        try:
+            with open(self.metrics_path, "rb+") as file:
+                size = file.seek(0, os.SEEK_END)
+                if not size:
+                    return
+                file.seek(size - 1)
+                if file.read(1) == b"\n":
+                    return
+                keep = size
+                while keep > 0:  # find the last newline, reading backwards
+                    start = max(0, keep - 65536)
+                    file.seek(start)
+                    newline = file.read(keep - start).rfind(b"\n")
+                    if newline >= 0:
+                        keep = start + newline + 1
+                        break
+                    keep = start
+                file.truncate(keep)
+        except FileNotFoundError:
+            return
+
+    # --- the writer's lock
+    def lock(self, purpose: str) -> "RunLock":
+        """Become the run's one writer until ``RunLock.release`` (or the process ends).
+
+        BadInput naming the process that holds it, when one does: another ``train`` or
+        ``train --resume``, or a ``latch --write``.
+        """
+        return RunLock.acquire(self, purpose)
 
     # --- checkpoints/last.pt
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Serialize ``state`` in memory, then replace ``last.pt`` atomically."""
+        """Serialize ``state`` in memory, then replace ``last.pt`` atomically: if the write fails
+        (a full disk), the previous checkpoint is left as it was."""
         import io
 
         import torch
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        with _writing(self.checkpoint_path):
+            atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
 
     def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
         """The checkpoint's state; ``weights_only`` so a checkpoint from elsewhere cannot run code."""
@@ -285,7 +414,63 @@ class RunDir:
             return None
 
     def write_eval(self, results: dict[str, Any]) -> None:
-        atomic_write_json(self.eval_path, results)
+        with _writing(self.eval_path):
+            atomic_write_json(self.eval_path, results)
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/lock``; the file says who holds it, for the message
+    another writer gets. The kernel releases it when the holder's process ends."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, run: RunDir, purpose: str) -> "RunLock":
+        try:
+            fd = os.open(run.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise BadInput(f"{purpose} {run.path}: cannot open {LOCK_FILE}: {error.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise BadInput(f"{purpose} {run.path}: the run is in use by {holder}; "
+                               f"wait for it to end or stop it first") from None
+            raise BadInput(f"{purpose} {run.path}: cannot lock {LOCK_FILE}: {error.strerror}") from None
+        from vmcr2_cli import invocation
+
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} ({invocation.command_line()})\n"
+                  .encode("utf-8"), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the lock goes with the descriptor; the file stays, unlocked
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_writable(runs_dir: Path) -> None:
+    """BadInput unless run directories can be made in ``runs_dir``: a read-only folder is found
+    before the data loads and the training starts. Creates nothing that it leaves behind."""
+    folder = Path(runs_dir).absolute()
+    while not folder.exists():  # the nearest folder that exists is where ours would be made
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(f"--runs-dir {runs_dir}: {folder} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise BadInput(f"--runs-dir {runs_dir}: cannot write in {folder}: {error.strerror}") from None
 
 
 def point_latest(run: RunDir) -> None:

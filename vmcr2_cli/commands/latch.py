@@ -31,21 +31,21 @@ def latch(
     """
     from rich.console import Console
 
+    from contextlib import nullcontext
+
     from vmcr2_cli.evaluation.latch_report import latch_run
     from vmcr2_cli.evaluation.loading import load_run, open_run
-    from vmcr2_cli.runs import writer_alive
 
     opened = open_run(run)
     if opened.config.objective != "vmcr2":
         raise BadInput(f"latch {run}: the run trains {opened.config.objective}; latching (Algorithm 2) sets "
                        f"the dictionary Γ, A of V-MCR² runs only")
-    if write and writer_alive(opened.meta):
-        raise BadInput(f"latch --write {run}: the run is still training (pid {opened.meta.get('pid')}); "
-                       f"stop it first, or latch without --write")
-    messages = Console(stderr=True, highlight=False)
-    log = (lambda text: None) if json_out else (lambda text: messages.print(f"[dim]{text}[/]"))
-    loaded = load_run(opened, device=device, data_root=data_root, purpose="latch", log=log)
-    result = latch_run(loaded, write=write, log=log)
+    # --write replaces the checkpoint: no training may write the run meanwhile (latching only reads it).
+    with opened.run.lock("latch --write") if write else nullcontext():
+        messages = Console(stderr=True, highlight=False)
+        log = (lambda text: None) if json_out else (lambda text: messages.print(f"[dim]{text}[/]"))
+        loaded = load_run(opened, device=device, data_root=data_root, purpose="latch", log=log)
+        result = latch_run(loaded, write=write, log=log)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:

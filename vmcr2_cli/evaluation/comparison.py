@@ -81,7 +81,7 @@ def read_run(run: RunDir) -> RunRecord:
     config = _read_config_table(run)
     by_epoch: dict[int, dict[str, Any]] = {}
     last_eval = None
-    for line in run.read_metrics():
+    for line in run.read_metrics(skip_types=("step",)):  # 10⁶ step lines are not read
         kind = line.get("type")
         if kind == "epoch" and isinstance(line.get("epoch"), int):
             # A resumed run may log an epoch again: the newer line wins, and drops what followed.

@@ -161,7 +161,7 @@ def metrics_record(results: dict[str, Any]) -> dict[str, Any]:
 def logged_rates(run, augmented: bool = True) -> dict[str, Any] | None:
     """ΔR, R, R_c of the run's last ``epoch`` line (batch means over that epoch), or None."""
     last = None
-    for line in run.read_metrics():
+    for line in run.read_metrics(skip_types=("step", "latch", "eval", "status")):
         if line.get("type") == "epoch":
             last = line
     if last is None:

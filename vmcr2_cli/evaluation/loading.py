@@ -72,7 +72,7 @@ def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path |
         purpose: the command's name, for messages.
     """
     from vmcr2_cli.training.setup import load_training_data, resolve_device
-    from vmcr2_cli.training.trainer import Trainer
+    from vmcr2_cli.training.trainer import Trainer, check_checkpoint
 
     run = opened.run
     try:
@@ -86,12 +86,10 @@ def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path |
         changes["data_root"] = str(data_root)
     config = dataclasses.replace(opened.config, **changes)
     state = run.load_checkpoint(map_location="cpu")
+    where = f"{purpose} {run.path}"
+    check_checkpoint(state, config, where)  # before the dataset loads
     log(f"loading {config.dataset} for {run.name}…")
     dataset = load_training_data(config)
     trainer = Trainer(config, dataset, run, torch_device)
-    try:
-        trainer.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError, TypeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadInput(f"{purpose} {run.path}: the checkpoint does not fit the run's config.toml: {first}") from None
+    trainer.restore(state, where)
     return LoadedRun(run, config, opened.meta, state, dataset, trainer, torch_device)

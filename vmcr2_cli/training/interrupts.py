@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import signal
+from contextlib import contextmanager
 from types import FrameType
+from typing import Iterator
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM: the state was checkpointed at a step boundary (or, during the final
+    evaluation, training was complete)."""
 
 
 class StopRequested:
@@ -23,14 +30,29 @@ class StopRequested:
         self.requested = False
         self.signal_name = ""
         self.under_launcher = under_launcher
+        self._immediate = False
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         self.signal_name = self.signal_name or signal.Signals(signum).name
+        if self._immediate:
+            raise TrainingInterrupted(self.signal_name)
         if not self.under_launcher:
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
+
+    @contextmanager
+    def immediate(self) -> Iterator[None]:
+        """For work that writes nothing until it ends (the final evaluation): a signal, or one
+        that came before, raises TrainingInterrupted at once instead of waiting for a step."""
+        if self.requested:
+            raise TrainingInterrupted(self.signal_name)
+        self._immediate = True
+        try:
+            yield
+        finally:
+            self._immediate = False
 
     def __enter__(self) -> "StopRequested":
         for sig in (signal.SIGINT, signal.SIGTERM):

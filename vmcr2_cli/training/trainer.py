@@ -24,22 +24,27 @@ from typing import Callable, Iterator
 
 import torch
 
-from vmcr2_cli.config import TrainConfig
+from vmcr2_cli.config import RESUME_CHANGEABLE, TrainConfig
 from vmcr2_cli.data import ImageDataset
 from vmcr2_cli.data.device_loader import DeviceLoader
 from vmcr2_cli.data.seeding import derive_seed
 from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
+from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models import build_featurizer
 from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError,
                                   StepResult, build_objective)
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.features import extract_features
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
-from vmcr2_cli.training.interrupts import StopRequested
+from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.optim import build_optimizer, build_scheduler
 
 CHECKPOINT_VERSION = 1
+CHECKPOINT_KEYS = ("version", "model", "objective", "optimizer", "scheduler", "epoch", "step_in_epoch",
+                   "global_step", "latched", "accumulator")
+# Keys of config.toml that may differ from the checkpoint's copy: what --resume may change, and the label.
+EDITABLE_KEYS = (*RESUME_CHANGEABLE, "description")
 
 
 @contextmanager
@@ -58,10 +63,6 @@ def frozen_batchnorm_statistics(model: torch.nn.Module) -> Iterator[None]:
             norm.momentum = momentum
             norm.num_batches_tracked.copy_(tracked)
         model.train(was_training)
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C or SIGTERM: the state was checkpointed at a step boundary."""
 
 
 class NonFiniteLoss(Exception):
@@ -160,6 +161,7 @@ class Trainer:
         self.global_step = 0
         self.latched = False
         self.accumulator = EpochAccumulator()
+        self.saved_at: tuple[int, int] | None = None  # (epoch, global step) of the checkpoint on disk
         self.on_step: Callable[[dict], None] = lambda record: None
         self.on_epoch: Callable[[dict], None] = lambda record: None
 
@@ -182,7 +184,22 @@ class Trainer:
             "accumulator": self.accumulator.state_dict(),
             # Every random stream is derived from the seed and (epoch, step): see module docstring.
             "seed": self.config.seed,
+            "config": self.config.to_dict(),  # what trained it: an edited config.toml is found at resume
         }
+
+    def restore(self, state: dict, where: str) -> None:
+        """``load_state_dict``, for a checkpoint read from a file: BadInput (one line, starting
+        with ``where``) when it is not a checkpoint this run can continue from."""
+        check_checkpoint(state, self.config, where)
+        for part, module in (("model", self.model), ("objective", self.objective)):
+            difference = _state_difference(state[part], module.state_dict())
+            if difference:
+                raise BadInput(f"{where}: the checkpoint does not fit the run's config.toml: its {part} {difference}")
+        try:
+            self.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise BadInput(f"{where}: the checkpoint does not fit the run's config.toml: {first}") from None
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -194,10 +211,12 @@ class Trainer:
         self.global_step = state["global_step"]
         self.latched = state["latched"]
         self.accumulator = EpochAccumulator.from_state(state["accumulator"], self.device)
+        self.saved_at = (self.epoch, self.global_step)
 
     def save_checkpoint(self) -> None:
         if self.dist.is_main:
             self.run.save_checkpoint(self.state_dict())
+        self.saved_at = (self.epoch, self.global_step)
 
     def _synchronize_objective(self) -> None:
         """Rank 0's Γ, A (and CE head) on every rank: equal by construction, equal bit for bit."""
@@ -250,6 +269,8 @@ class Trainer:
         if self.is_variational and not self.latched:
             self.latch()  # Algorithm 1, line 2: initialize Γ, A by latching
             self.save_checkpoint()
+            if self.dist.any(stop.requested):  # a signal during the latch: stop before the first step
+                raise TrainingInterrupted(_signal_name(stop))
         while self.epoch < config.epochs:
             self._train_epoch(stop)
             if self.is_variational and config.latch_every and (self.epoch + 1) % config.latch_every == 0:
@@ -347,6 +368,46 @@ class Trainer:
         if bad >= 0:
             raise NonFiniteLoss(bad)
 
+
+
+def check_checkpoint(state: object, config: TrainConfig, where: str) -> None:
+    """BadInput (one line) unless ``state`` is a checkpoint of this version or older, written
+    under ``config`` (up to the keys a resume may change)."""
+    if not isinstance(state, dict):
+        raise BadInput(f"{where}: not a vmcr2 checkpoint (a {type(state).__name__}, not a dict)")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise BadInput(f"{where}: not a vmcr2 checkpoint (no {', '.join(missing)})")
+    version = state["version"]
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise BadInput(f"{where}: the checkpoint is of version {version}, newer than this vmcr2 reads "
+                       f"({CHECKPOINT_VERSION}): upgrade vmcr2 to continue or evaluate it")
+    saved = state.get("config")  # absent from checkpoints written before it was stored
+    if isinstance(saved, dict):
+        now = config.to_dict()
+        edited = [key for key in saved if key in now and key not in EDITABLE_KEYS and saved[key] != now[key]]
+        if edited:
+            changes = ", ".join(f"{key} {saved[key]!r} → {now[key]!r}" for key in edited)
+            raise BadInput(f"{where}: config.toml was edited after the checkpoint was written ({changes}); "
+                           f"put it back, or train a new run")
+
+
+def _state_difference(saved: object, expected: dict[str, torch.Tensor]) -> str | None:
+    """How a saved state_dict differs from the one a module has (first difference), or None."""
+    if not isinstance(saved, dict):
+        return f"is a {type(saved).__name__}, not a state_dict"
+    missing = [key for key in expected if key not in saved]
+    if missing:
+        return f"lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
+    unexpected = [key for key in saved if key not in expected]
+    if unexpected:
+        return f"has {', '.join(unexpected[:3])}{' …' if len(unexpected) > 3 else ''}, which this one does not"
+    for key, tensor in expected.items():
+        value = saved[key]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"has {key} of shape {shape}, this one {tuple(tensor.shape)}"
+    return None
 
 
 def _signal_name(stop: StopRequested) -> str:

@@ -23,6 +23,9 @@ from typing import Any
 EPOCH_INDEX_BASE = 0
 
 PROGRESS_TYPES = ("epoch", "step")
+# The GPU time series keeps at most this many readings: past it, every other one is dropped,
+# so a dashboard left open for weeks holds the whole run's trend in bounded memory.
+MAX_GPU_SAMPLES = 20_000
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class RunHistory:
                 if util is not None or mem is not None:
                     if time is not None:
                         self.gpu.append(GpuSample(time, util, mem))
+                        if len(self.gpu) > MAX_GPU_SAMPLES:
+                            del self.gpu[1::2]
                     self.last_gpu = GpuSample(time or 0.0, util, mem)
                 else:
                     self.lines_without_gpu += 1
