@@ -9,6 +9,7 @@ where PyTorch has no SyncBatchNorm) and its dropout switched off (streams differ
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -234,3 +235,44 @@ def test_rank_0_keeps_the_one_process_dropout_stream_and_other_ranks_draw_their_
 
     assert step_seed(3, 10, rank=0) == step_seed(3, 10) == (3 * 1_000_003 + 10) % (2**63 - 1)
     assert len({step_seed(3, 10, rank) for rank in range(4)} | {step_seed(3, 11, 1)}) == 5
+
+
+def _workers_of(launcher: subprocess.Popen) -> dict[int, int]:
+    """Global rank → pid of the training processes the launcher started (children with RANK set)."""
+    workers = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        rank = [entry[5:] for entry in environ if entry.startswith(b"RANK=")]
+        if parent == launcher.pid and rank:
+            workers[int(rank[0])] = int(stat.parent.name)
+    return workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_a_worker_killed_mid_epoch_is_named_the_others_stop_and_the_run_resumes(tmp_path):
+    process = _train_nproc(tmp_path, "--epochs", "3", "--set", "synthetic_train_per_class=100")
+    metrics = tmp_path / "runs" / "latest" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and metrics.read_text().count('"type": "step"') >= 13):  # inside epoch 1
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    workers = _workers_of(process)
+    assert sorted(workers) == [0, 1], workers
+    killed_at = time.monotonic()
+    os.kill(workers[1], signal.SIGKILL)
+    _, err = process.communicate(timeout=60)  # rank 0 must not wait forever for its dead peer
+    stopped_within = time.monotonic() - killed_at
+    assert process.returncode == 1 and stopped_within < 45, (process.returncode, stopped_within)
+    assert "error: training process 1 died first (exit code -9); the launcher stopped the others" in err.decode()
+    with pytest.raises(ProcessLookupError):
+        os.kill(workers[0], 0)
+    run = RunDir.open(tmp_path / "runs" / "latest")
+    assert run.load_checkpoint()["epoch"] == 1  # epoch 0's checkpoint: only the epoch in progress is lost
+    resumed = subprocess.run([sys.executable, "-m", "vmcr2_cli", "train", "--nproc", "2", "--resume", str(run.path)],
+                             capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert run.read_meta()["status"] == "finished"

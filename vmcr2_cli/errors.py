@@ -24,3 +24,8 @@ class RunFailed(Exception):
 
 class RunWriteFailed(RunFailed):
     """A file of the run directory could not be written (a full disk, a lost mount). Exit code 1."""
+
+
+def one_line(text: object) -> str:
+    """Collapse any whitespace run (newlines included) to one space: messages stay on one line."""
+    return " ".join(str(text).split())

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vmcr2_cli.errors import BadInput, RunWriteFailed
+from vmcr2_cli.errors import BadInput, RunWriteFailed, one_line
 
 CONFIG_FILE = "config.toml"
 META_FILE = "meta.json"
@@ -300,6 +300,8 @@ class RunDir:
         """The run at ``path`` (``runs/latest`` is followed); BadInput if it is not one."""
         given = Path(path)
         resolved = given.resolve()
+        if given.is_symlink() and not resolved.exists():
+            raise BadInput(f"not a run directory: {path} points to {os.readlink(given)}, which does not exist")
         if not resolved.is_dir():
             raise BadInput(f"not a run directory: {path} (no such folder)")
         if not (resolved / META_FILE).is_file() or not (resolved / CONFIG_FILE).is_file():
@@ -309,9 +311,12 @@ class RunDir:
     # --- meta.json
     def read_meta(self) -> dict[str, Any]:
         try:
-            return json.loads(self.meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise BadInput(f"run {self.path}: unreadable {META_FILE}: {error}") from None
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # ValueError: bad JSON or bad UTF-8
+            raise BadInput(f"run {self.path}: unreadable {META_FILE}: {one_line(error)}") from None
+        if not isinstance(meta, dict):
+            raise BadInput(f"run {self.path}: {META_FILE} is not a JSON object")
+        return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         if meta.get("status") not in STATUSES:
@@ -335,9 +340,16 @@ class RunDir:
 
     # --- metrics.jsonl
     def append_metrics(self, kind: str, **values: Any) -> None:
-        """Append one line and flush it, so readers see it at once."""
-        line = metrics_line(kind, **values)
-        with _writing(self.metrics_path), open(self.metrics_path, "a", encoding="utf-8") as file:
+        """Append one line and flush it, so readers see it at once.
+
+        After a last line left without its newline (a writer killed mid-line) the new line
+        starts on a line of its own: the cut one stays one corrupt line, this one is whole.
+        """
+        line = metrics_line(kind, **values).encode("utf-8")
+        with _writing(self.metrics_path), open(self.metrics_path, "a+b") as file:
+            end = file.seek(0, os.SEEK_END)
+            if end and os.pread(file.fileno(), 1, end - 1) != b"\n":
+                line = b"\n" + line
             file.write(line)
             file.flush()
 

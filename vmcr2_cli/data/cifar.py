@@ -18,7 +18,8 @@ import torch
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.discovery import Layout, Located, find_dataset
 from vmcr2_cli.data.download import RemoteFile
-from vmcr2_cli.data.errors import DatasetCorrupt, one_line
+from vmcr2_cli.data.errors import DatasetCorrupt
+from vmcr2_cli.errors import one_line
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -35,7 +35,8 @@ import torch
 
 from vmcr2_cli.data import idx
 from vmcr2_cli.data.dataset import LoadContext, Splits
-from vmcr2_cli.data.errors import DatasetCorrupt, one_line
+from vmcr2_cli.data.errors import DatasetCorrupt
+from vmcr2_cli.errors import one_line
 from vmcr2_cli.data.seeding import cpu_generator
 
 CONSTRUCTION_VERSION = 1

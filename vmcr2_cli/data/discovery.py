@@ -24,7 +24,8 @@ from pathlib import Path
 
 from vmcr2_cli.data import download as _download
 from vmcr2_cli.data.download import DownloadFailed, RemoteFile
-from vmcr2_cli.data.errors import DatasetNotFound, one_line
+from vmcr2_cli.data.errors import DatasetNotFound
+from vmcr2_cli.errors import one_line
 
 ENV_DATA = "VMCR2_DATA"
 ENV_OFFLINE = "VMCR2_OFFLINE"

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmcr2_cli.data.errors import one_line
+from vmcr2_cli.errors import one_line
 
 # Seconds to wait for a connection, and for each read once connected: a dead network
 # fails fast, while a slow but moving download is never cut off.

@@ -14,8 +14,3 @@ class DatasetNotFound(BadInput):
 
 class DatasetCorrupt(BadInput):
     """A dataset file exists but is not what its format says (truncated, wrong magic...)."""
-
-
-def one_line(text: object) -> str:
-    """Collapse any whitespace run (newlines included) to one space: messages stay on one line."""
-    return " ".join(str(text).split())

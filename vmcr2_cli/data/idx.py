@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.discovery import Layout, Located, find_dataset
 from vmcr2_cli.data.download import RemoteFile, md5_of
-from vmcr2_cli.data.errors import DatasetCorrupt, one_line
+from vmcr2_cli.data.errors import DatasetCorrupt
+from vmcr2_cli.errors import one_line
 
 IDX_UBYTE = 0x08
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

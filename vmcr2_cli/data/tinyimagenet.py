@@ -31,7 +31,8 @@ from torchvision.transforms.v2 import functional as TF
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.discovery import Layout, Located, find_dataset
 from vmcr2_cli.data.download import RemoteFile
-from vmcr2_cli.data.errors import DatasetCorrupt, one_line
+from vmcr2_cli.data.errors import DatasetCorrupt
+from vmcr2_cli.errors import one_line
 
 FOLDER = "tiny-imagenet-200"
 ARCHIVE = "tiny-imagenet-200.zip"
