@@ -100,24 +100,27 @@ def dictionary_energy(atoms: Tensor, spectra: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def block_terms(variational: VariationalMCR2, Z: Tensor, partition: ClassPartition, *, check: bool = True,
-                projections: Tensor | None = None) -> VariationalTerms:
+def block_terms(variational: VariationalMCR2, Z: Tensor, partition: ClassPartition, *,
+                check: bool = True) -> VariationalTerms:
     """R^v, R_c^v and M of eq. 7 for a dictionary in latching's block layout, without q×q products.
 
     Equal to ``VariationalMCR2.terms`` on such a dictionary (tested), at O(m·d·s + d²·q).
-    ``projections``: S of this Z and dictionary when already computed (``TangentBound``).
+    M's statistics are summed in float64: when Γ, A fit the batch (the tangent method refits
+    them at every step) M is a small difference of sums a thousand times larger, and float32's
+    rounding of those sums is as large as M itself. They cost O(m·d·s); R^v stays in Z's dtype.
     """
     m, d = Z.shape
     k, eps2 = partition.num_classes, variational.eps2
     _, spectra = dictionary_blocks(variational.gamma, variational.A, k)
     atoms = class_atoms(variational, k)
-    weights = ClassWeights.of(partition, d, eps2, Z)
     with full_precision(Z.device):
         r_v, _ = dictionary_rate(atoms.view(-1, d), spectra.reshape(-1), d / (m * eps2), check=check,
                                  with_inverse=False)
-        S = own_projection_energy(Z, partition, atoms) if projections is None else projections
-        H, _ = dictionary_energy(atoms, spectra)
-        return eq7_terms(weights, r_v, _within_class_energy(Z, partition), spectra, S, H)
+        Z64, atoms64, spectra64 = Z.double(), atoms.double(), spectra.double()
+        H, _ = dictionary_energy(atoms64, spectra64)
+        terms = eq7_terms(ClassWeights.of(partition, d, eps2, Z64), r_v.double(), _within_class_energy(Z64, partition),
+                          spectra64, own_projection_energy(Z64, partition, atoms64), H)
+    return VariationalTerms(*(term.to(Z.dtype) for term in terms))
 
 
 @torch.no_grad()

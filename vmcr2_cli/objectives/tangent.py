@@ -54,16 +54,11 @@ from .rate_reduction import _coding_rate
 
 
 class TangentBound(NamedTuple):
-    """R (exact), R_c^⊤ (the tangent bound, ≥ R_c) and bound = R − R_c^⊤ (≤ ΔR); 0-dim tensors.
-
-    projections: (k, s) S_lj = ‖Z_j γ_l‖² on each class's own atoms, which the bound is
-    built from (and ``block_terms`` reuses).
-    """
+    """R (exact), R_c^⊤ (the tangent bound, ≥ R_c) and bound = R − R_c^⊤ (≤ ΔR); 0-dim tensors."""
 
     r: Tensor
     r_c_bound: Tensor
     bound: Tensor
-    projections: Tensor
 
 
 def tangent_bound(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor, eps2: float,
@@ -100,7 +95,7 @@ def tangent_bound(Z: Tensor, partition: ClassPartition, gamma: Tensor, A: Tensor
         data = alpha / 2 * ((phi * S).sum(dim=1) + c * residual)
         constant = sizes / (2 * m) * ((phi + torch.log1p(scaled)).sum(dim=1) + rest * (c - torch.log(c)) - d)
         r_c_bound = torch.where(present, data + constant, 0).sum()
-    return TangentBound(r, r_c_bound, r - r_c_bound, S)
+    return TangentBound(r, r_c_bound, r - r_c_bound)
 
 
 @torch.no_grad()

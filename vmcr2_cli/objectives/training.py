@@ -167,8 +167,7 @@ class VMCR2Objective(TrainingObjective):
         variational = self.variational
         track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
         bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
-        terms = block.block_terms(variational, batch.detach(), partition, check=validate,
-                                  projections=bound.projections.detach())
+        terms = block.block_terms(variational, batch.detach(), partition, check=validate)
         return -bound.bound, terms
 
 
