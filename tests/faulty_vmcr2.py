@@ -26,42 +26,49 @@ def _signal(name: str) -> int:
     return getattr(signal, name if name.startswith("SIG") else f"SIG{name}")
 
 
+class _Interrupting:
+    """A file whose write() sends ``signals`` to this process once half of the bytes are in it."""
+
+    def __init__(self, file, signals: list[int]) -> None:
+        self._file, self._signals = file, signals
+
+    def write(self, data: bytes) -> int:
+        half = len(data) // 2
+        self._file.write(data[:half])
+        self._file.flush()
+        for number in self._signals:
+            os.kill(os.getpid(), number)  # the handler runs before the next bytecode
+        return half + self._file.write(data[half:])
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
+
+    def __enter__(self) -> "_Interrupting":
+        self._file.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.__exit__(*exc)
+
+
 def _in_checkpoint_write(signals: list[int], which: int) -> None:
+    """The real ``atomic_write_bytes`` of the ``which``-th checkpoint, its file write interrupted."""
     from vmcr2_cli import runs
 
     real = runs.atomic_write_bytes
     calls = {"n": 0}
 
     def write(path, data):
-        if not str(path).endswith("last.pt"):
+        if str(path).endswith("last.pt"):
+            calls["n"] += 1
+        if calls["n"] != which or not str(path).endswith("last.pt"):
             return real(path, data)
-        calls["n"] += 1
-        if calls["n"] != which:
-            return real(path, data)
-
-        half = len(data) // 2
-
-        class Interrupting(bytes):
-            """The bytes to write; each signal goes off once half of them are in the file."""
-
-        # Write the first half through the real path's temporary file, signal, then the rest.
-        import tempfile
-
-        path = runs.Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fdopen = os.fdopen
+        os.fdopen = lambda fd, mode: _Interrupting(fdopen(fd, mode), signals)
         try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data[:half])
-                file.flush()
-                for number in signals:
-                    os.kill(os.getpid(), number)  # the handler runs before the next bytecode
-                file.write(data[half:])
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            runs.Path(tmp).unlink(missing_ok=True)
-            raise
+            return real(path, data)
+        finally:
+            os.fdopen = fdopen
 
     runs.atomic_write_bytes = write
 

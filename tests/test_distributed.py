@@ -23,6 +23,7 @@ from distributed_workers import (OBJECTIVES, latch_features, one_step_config, ru
                                  without_dropout)
 
 from cli_runner import vmcr2
+from training_processes import wait_for_step
 from vmcr2_cli.distributed import FollowerRun
 from vmcr2_cli.distributed.launcher import exit_code_of
 from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
@@ -209,11 +210,7 @@ def test_ctrl_c_then_resume_of_a_2_process_run_gives_the_uninterrupted_parameter
     assert whole.wait(timeout=300) == 0, whole.communicate()[1].decode()
 
     process = _train_nproc(tmp_path, *epochs)
-    metrics = tmp_path / "runs" / "latest" / "metrics.jsonl"
-    deadline = time.monotonic() + 240
-    while not (metrics.exists() and metrics.read_text().count('"type": "step"') >= 5):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
+    wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 5, process)
     process.send_signal(signal.SIGINT)  # what Ctrl-C sends the launcher
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err.decode()
@@ -255,11 +252,7 @@ def _workers_of(launcher: subprocess.Popen) -> dict[int, int]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
 def test_a_worker_killed_mid_epoch_is_named_the_others_stop_and_the_run_resumes(tmp_path):
     process = _train_nproc(tmp_path, "--epochs", "3", "--set", "synthetic_train_per_class=100")
-    metrics = tmp_path / "runs" / "latest" / "metrics.jsonl"
-    deadline = time.monotonic() + 240
-    while not (metrics.exists() and metrics.read_text().count('"type": "step"') >= 13):  # inside epoch 1
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.02)
+    wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 13, process)  # inside epoch 1
     workers = _workers_of(process)
     assert sorted(workers) == [0, 1], workers
     killed_at = time.monotonic()

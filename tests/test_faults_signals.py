@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import torch
 
 from cli_runner import vmcr2
 from fixtures_data import isolate_data
-from run_holders import process_holding_the_lock
+from training_processes import process_holding_the_lock, spawn_vmcr2, wait_for_step
 from vmcr2_cli.evaluation.comparison import read_run
 from vmcr2_cli.runs import RunDir
 
@@ -128,27 +127,11 @@ def test_nan_features_mid_run_fail_the_run_at_that_step_with_the_last_good_check
     assert_resumes_to_the_uninterrupted_run(run, uninterrupted, capsys)  # the fault was transient
 
 
-def _spawn(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vmcr2_cli", "train", *QUICK, "--runs-dir", str(tmp_path / "runs"),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait_for_step(run_dir: Path, step: int, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        metrics = run_dir / "metrics.jsonl"
-        if metrics.exists() and any(line.get("type") == "step" and line["step"] >= step
-                                    for line in RunDir(run_dir).read_metrics()):
-            return
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"no step {step} within {timeout} s")
-
-
 def test_a_resume_of_a_run_that_is_still_training_is_refused_naming_its_process(tmp_path, capsys):
-    process = _spawn(tmp_path, "--set", "synthetic_train_per_class=400", "--epochs", "50")
+    process = spawn_vmcr2("train", *QUICK, "--runs-dir", tmp_path / "runs", "--set", "synthetic_train_per_class=400",
+                          "--epochs", "50")
     try:
-        _wait_for_step(tmp_path / "runs" / "latest", 2, process)
+        wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 2, process)
         run = RunDir.open(tmp_path / "runs" / "latest")
         meta_before = run.meta_path.read_bytes()
         code, _, err = vmcr2("train", "--resume", run.path, capsys=capsys)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from eval_fixtures import assert_one_error_line, copy_run, train_tiny, vmcr2
-from run_holders import process_holding_the_lock
+from training_processes import process_holding_the_lock
 from vmcr2_cli.objectives import VariationalMCR2
 from vmcr2_cli.runs import RunDir
 

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import torch
 from fixtures_data import isolate_data, write_cifar10, write_cifar100, write_idx_dataset, write_tinyimagenet
 
 from cli_runner import vmcr2
+from training_processes import spawn_vmcr2, wait_for_step
 from vmcr2_cli.config import load_config_file
 from vmcr2_cli.runs import EPOCH_KEYS, VARIATIONAL_KEYS, RunDir
 
@@ -117,20 +116,7 @@ def test_logged_delta_r_is_the_exact_delta_r_of_the_batch(tmp_path, capsys, obje
 
 
 def _spawn_train(tmp_path: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vmcr2_cli", "train", *QUICK, "--runs-dir", str(tmp_path / "runs"),
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait_for_step(metrics: Path, step: int, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if metrics.exists():
-            for line in metrics.read_text().splitlines():
-                if '"type": "step"' in line and json.loads(line)["step"] >= step:
-                    return
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    raise AssertionError(f"no step {step} within {timeout} s")
+    return spawn_vmcr2("train", *QUICK, "--runs-dir", tmp_path / "runs", *extra)
 
 
 def _model_state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -145,7 +131,7 @@ def test_resume_after_an_interrupt_gives_the_parameters_of_an_uninterrupted_run(
     whole = _model_state(tmp_path / "whole" / "latest")
 
     process = _spawn_train(tmp_path, *epochs)
-    _wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 5, process)
+    wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 5, process)
     process.send_signal(how)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err.decode()
@@ -167,7 +153,7 @@ def test_resume_after_an_interrupt_gives_the_parameters_of_an_uninterrupted_run(
 
 def test_a_run_killed_at_any_moment_is_readable_and_resumable(tmp_path, capsys):
     process = _spawn_train(tmp_path, "--epochs", "3")
-    _wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 6, process)
+    wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 6, process)
     process.kill()  # SIGKILL: no handler runs
     process.communicate(timeout=60)
     run = RunDir.open(tmp_path / "runs" / "latest")
