@@ -229,3 +229,17 @@ def test_a_run_of_a_million_lines_opens_in_under_two_seconds_in_bounded_memory(t
     start = time.perf_counter()
     assert len(RunDir(run.path).read_metrics(skip_types=("step",))) == 1000  # what compare reads
     assert time.perf_counter() - start < 2.0
+
+
+def test_a_run_whose_trainer_cannot_be_built_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    from vmcr2_cli.errors import BadInput
+    from vmcr2_cli.training import trainer
+
+    def refuse(self, *args, **kwargs):
+        raise BadInput("no featurizer for this input")
+
+    monkeypatch.setattr(trainer.Trainer, "__init__", refuse)
+    code, _, err = vmcr2("train", "--profile", "synthetic", "--set", "synthetic_train_per_class=40",
+                         "--batch-size", "100", "--runs-dir", tmp_path / "runs", capsys=capsys)
+    assert code == 2 and err == "error: no featurizer for this input\n"
+    assert list((tmp_path / "runs").iterdir()) == []  # neither the run nor a `latest` pointing at it

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import time
@@ -52,12 +53,19 @@ def start(dist, profile: str, objective: str | None, values: dict[str, Any], run
         run = RunDir.create(runs_dir, run_id, config_text=to_toml(config),
                             meta=_initial_meta(config, path, session))
         locks.append(run.lock("train"))
-        point_latest(run)
         return run
 
     run = dist.on_main(create_run)
     with _released(locks):
-        return session.train(session.trainer(run_for_rank(run, dist.is_main)))
+        try:
+            trainer = session.trainer(run_for_rank(run, dist.is_main))
+        except BaseException:
+            if dist.is_main:  # nothing was trained: leave no run behind
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
+        if dist.is_main:
+            point_latest(run)
+        return session.train(trainer)
 
 
 def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> dict[str, Any]:
