@@ -274,11 +274,11 @@ class RunDir:
         staging = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{run_id}.", suffix=".tmp"))
         try:
             (staging / "checkpoints").mkdir()
+            if config_text is not None:
+                (staging / CONFIG_FILE).write_text(config_text, encoding="utf-8")
             candidate, n = run_id, 1
             while True:
-                if config_text is not None:
-                    (staging / CONFIG_FILE).write_text(config_text, encoding="utf-8")
-                if meta is not None:
+                if meta is not None:  # it names the run: written again for each candidate name
                     cls(staging).write_meta({**meta, "run_id": candidate})
                 if not (runs_dir / candidate).exists():
                     try:

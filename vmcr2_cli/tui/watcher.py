@@ -159,9 +159,7 @@ class RunTail:
             return None
         try:
             meta = self.run.read_meta()
-        except BadInput:  # unreadable for a moment: keep what we had, try again next poll
-            return None
-        if not isinstance(meta, dict):
+        except BadInput:  # unreadable or not an object for a moment: keep what we had, try again next poll
             return None
         self._meta_stamp, self.meta = stamp, meta
         return meta
