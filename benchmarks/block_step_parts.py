@@ -19,7 +19,7 @@ import torch
 
 from vmcr2_cli.bench.timing import time_call
 from vmcr2_cli.bench.workload import latch_on_batch, subspace_features
-from vmcr2_cli.objectives import ClassPartition, build_objective, rate_reduction
+from vmcr2_cli.objectives import ClassPartition, ObjectiveSettings, build_objective, rate_reduction
 from vmcr2_cli.objectives import block
 from vmcr2_cli.objectives.variational import _within_class_energy, dictionary_rate
 
@@ -33,7 +33,7 @@ def median_seconds(fn, device: torch.device, repeats: int) -> float:
 def parts(classes: int, device: torch.device, repeats: int, m: int = 2000, d: int = 500, s: int = 10) -> dict:
     generator = torch.Generator().manual_seed(classes)
     Z, labels = subspace_features(m, d, classes, s, device, generator)
-    objective = build_objective("vmcr2", d, classes, dictionary_size=s * classes, method="block").to(device)
+    objective = build_objective("vmcr2", d, classes, ObjectiveSettings(atoms_per_class=s, method="block")).to(device)
     variational = objective.variational
     partition = ClassPartition(labels, classes)
     latch_on_batch(variational, Z, partition, generator)

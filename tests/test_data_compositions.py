@@ -13,7 +13,6 @@ from fixtures_data import isolate_data, write_idx_dataset
 from vmcr2_cli.config import resolve_config
 from vmcr2_cli.data import compositions, idx, load_dataset
 from vmcr2_cli.errors import BadInput
-from vmcr2_cli.training.setup import load_training_data
 
 TRAIN, TEST = 1000, 300  # composed images in the tests (60 000 and 10 000 for real)
 
@@ -112,9 +111,8 @@ def test_triples_have_1000_classes_in_three_cells(data, monkeypatch):
 
 
 def test_a_flip_is_refused_because_it_changes_the_class(data):
-    config, _ = resolve_config("fashion-mnist-pairs", "mcr2", {"augment": "flip", "data_root": str(data.parent)})
     with pytest.raises(BadInput, match="changes the class"):
-        load_training_data(config)
+        resolve_config("fashion-mnist-pairs", "mcr2", {"augment": "flip", "data_root": str(data.parent)})
 
 
 def test_every_objective_trains_on_pairs_through_the_cli(data, tmp_path, capsys):

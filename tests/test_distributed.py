@@ -164,6 +164,10 @@ def test_the_launcher_exits_with_the_workers_code_and_names_a_crash(capsys):
     assert exit_code_of({1: -9, 0: -15}, first_rank=1) == 1
     assert capsys.readouterr().err == ("error: training process 1 died first (exit code -9); "
                                        "the launcher stopped the others\n")
+    # Rank 0 failed on its dead peer before the launcher saw the peer die: the peer is still named.
+    assert exit_code_of({0: 1, 1: -9}, first_rank=0) == 1
+    assert capsys.readouterr().err == ("error: training process 1 died first (exit code -9); "
+                                       "the launcher stopped the others\n")
 
 
 def _train_nproc(tmp_path: Path, *extra: str, processes: int = 2, **popen) -> subprocess.Popen:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from test_objectives_variational import clustered_batch, generator
-from vmcr2_cli.objectives import ClassPartition, VariationalMCR2, VMCR2Objective, block, build_objective
+from vmcr2_cli.objectives import ObjectiveSettings, ClassPartition, VariationalMCR2, VMCR2Objective, block, build_objective
 
 F64 = torch.float64
 EPS2 = 0.5
@@ -125,7 +125,7 @@ def test_block_method_step_equals_the_paper_step_projected():
     sizes, d, s = CASES["balanced"]
     k = len(sizes)
     Z, labels = clustered_batch(sizes, d, seed=15)
-    objective = build_objective("vmcr2", d, k, dictionary_size=s * k, method="block", mu=0.5, dtype=F64)
+    objective = build_objective("vmcr2", d, k, ObjectiveSettings(atoms_per_class=s, method="block", mu=0.5, dtype=F64))
     objective.variational.latch(Z, ClassPartition(labels, k))
     reference = block_dictionary(d, k, s, seed=0, mu=0.5)
     reference.load_state_dict(objective.variational.state_dict())
@@ -141,7 +141,7 @@ def test_block_method_step_equals_the_paper_step_projected():
 
 def test_block_method_needs_q_divisible_by_k():
     with pytest.raises(ValueError, match="divisible"):
-        build_objective("vmcr2", 8, 3, dictionary_size=10, method="block")
+        VMCR2Objective(8, 3, dictionary_size=10, method="block")
 
 
 @pytest.mark.parametrize("sizes,d,s", CASES.values(), ids=CASES.keys())

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vmcr2_cli.objectives import build_objective, rate_reduction
+from vmcr2_cli.objectives import ObjectiveSettings, build_objective, rate_reduction
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,7 +26,7 @@ def batch(m=400, d=32, k=20, seed=0):
 def test_training_step_with_cpu_labels_never_synchronizes(name):
     Z, labels = batch()
     objective_name, _, method = name.partition("-")
-    objective = build_objective(objective_name, 32, 20, dictionary_size=40, method=method or "paper").cuda()
+    objective = build_objective(objective_name, 32, 20, ObjectiveSettings(atoms_per_class=2, method=method or "paper")).cuda()
     if objective_name == "vmcr2":
         objective.variational.latch(Z, labels)
     objective.step(Z.clone().requires_grad_(), labels)  # warm-up: allocations, pinned copies

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import vmcr2_cli.objectives.numerics as numerics
 from vmcr2_cli.objectives import (
+    ObjectiveSettings,
     NotPositiveDefiniteError,
     VariationalMCR2,
     build_objective,
@@ -45,7 +46,7 @@ def test_bfloat16_autocast_gives_float32_accurate_variational_terms():
 @pytest.mark.parametrize("name", ["mcr2", "vmcr2", "ce"])
 def test_objective_steps_under_autocast_return_float32_losses(name):
     Z, labels = batch()
-    objective = build_objective(name, 8, 4, dictionary_size=8)
+    objective = build_objective(name, 8, 4, ObjectiveSettings(atoms_per_class=2))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = objective.step(Z.requires_grad_(), labels).loss
     assert loss.dtype == torch.float32

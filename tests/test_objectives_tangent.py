@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from test_objectives_variational import clustered_batch, generator, subspace_batch
-from vmcr2_cli.objectives import ClassPartition, VariationalMCR2, VMCR2Objective, build_objective, rate_reduction
+from vmcr2_cli.objectives import ObjectiveSettings, ClassPartition, VariationalMCR2, VMCR2Objective, build_objective, rate_reduction
 from vmcr2_cli.objectives.block import dictionary_blocks
 from vmcr2_cli.objectives.tangent import tangent_bound, track
 
@@ -139,7 +139,7 @@ def test_tracking_converges_to_the_batch_latch():
 
 def test_tangent_step_loss_is_minus_the_bound_of_the_refitted_dictionary():
     Z, labels = clustered_batch([6, 6, 6], d=6, seed=11)
-    objective = build_objective("vmcr2", 6, 3, dictionary_size=9, method="tangent", dtype=F64)
+    objective = build_objective("vmcr2", 6, 3, ObjectiveSettings(atoms_per_class=3, method="tangent", dtype=F64))
     objective.variational.latch(Z, ClassPartition(labels, 3))
     result = objective.step(Z.clone().requires_grad_(), labels)
     bound = tangent_bound(Z, ClassPartition(labels, 3), objective.variational.gamma, objective.variational.A, EPS2)
@@ -150,7 +150,7 @@ def test_tangent_step_loss_is_minus_the_bound_of_the_refitted_dictionary():
 def test_paper_method_is_algorithm_1_unchanged():
     """method="paper" (the default) is a proximal step then μ/(2m)·M, as before the switch."""
     Z, labels = clustered_batch([6, 6, 6], d=6, seed=12)
-    objective = build_objective("vmcr2", 6, 3, dictionary_size=9, dtype=F64)
+    objective = build_objective("vmcr2", 6, 3, ObjectiveSettings(atoms_per_class=3, dtype=F64))
     reference = VariationalMCR2(6, 3, 9, dtype=F64)
     objective.variational.latch(Z, ClassPartition(labels, 3))
     reference.latch(Z, ClassPartition(labels, 3))
@@ -162,11 +162,11 @@ def test_paper_method_is_algorithm_1_unchanged():
 
 def test_bad_method_and_track_rate_are_refused():
     with pytest.raises(ValueError, match="unknown V-MCR² method"):
-        build_objective("vmcr2", 4, 2, dictionary_size=4, method="adam")
+        build_objective("vmcr2", 4, 2, ObjectiveSettings(atoms_per_class=2, method="adam"))
     with pytest.raises(ValueError, match="track_rate"):
-        build_objective("vmcr2", 4, 2, dictionary_size=4, method="tangent", track_rate=0)
+        build_objective("vmcr2", 4, 2, ObjectiveSettings(atoms_per_class=2, method="tangent", track_rate=0))
     with pytest.raises(ValueError, match="divisible"):
-        build_objective("vmcr2", 4, 2, dictionary_size=5, method="tangent")
+        VMCR2Objective(4, 2, dictionary_size=5, method="tangent")
 
 
 def test_algorithm_1_latched_on_the_batch_tends_to_a_distorted_ascent_as_mu_grows():

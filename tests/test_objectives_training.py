@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vmcr2_cli.objectives import (
+    ObjectiveSettings,
     OBJECTIVES,
     ClassPartition,
     StepResult,
@@ -24,7 +25,7 @@ def batch(m=30, d=6, k=3, seed=0):
 
 
 def make(name):
-    return build_objective(name, feature_dim=6, num_classes=3, dictionary_size=9)
+    return build_objective(name, feature_dim=6, num_classes=3, settings=ObjectiveSettings(atoms_per_class=3))
 
 
 def test_build_objective_knows_the_three_objectives():

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from vmcr2_cli.objectives import (
+    ObjectiveSettings,
     ClassPartition,
     VariationalMCR2,
     build_objective,
@@ -112,6 +113,6 @@ def test_unknown_objective_names_the_choices():
         build_objective("mse", 5, 3)
 
 
-def test_vmcr2_needs_a_dictionary_size():
+def test_vmcr2_needs_atoms():
     with pytest.raises(ValueError, match="dictionary_size"):
-        build_objective("vmcr2", 5, 3)
+        build_objective("vmcr2", 5, 3, ObjectiveSettings(atoms_per_class=0))

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmcr2_cli.data.registry import dataset_names
+from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.registry import MODEL_BUILDERS
-from vmcr2_cli.objectives.training import OBJECTIVES as OBJECTIVE_BUILDERS, VMCR2_METHODS
+from vmcr2_cli.objective_registry import OBJECTIVES as OBJECTIVE_REGISTRY, VMCR2_METHODS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,16 +27,24 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 # The registries are the one list of each kind of name.
-OBJECTIVES = tuple(OBJECTIVE_BUILDERS)
+OBJECTIVES = tuple(OBJECTIVE_REGISTRY)
 DATASETS = tuple(dataset_names())
 MODELS = tuple(MODEL_BUILDERS)
 
 
 def _key(default: Any, help: str, *, choices: tuple = (), low: float | None = None,
-         high: float | None = None, low_open: bool = False) -> Any:
-    """A config key: its default, a one-line help, and what values it accepts."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open}
+         high: float | None = None, low_open: bool = False, applies: tuple[str, tuple[str, ...]] | None = None) -> Any:
+    """A config key: its default, a one-line help, and what values it accepts.
+
+    ``applies``: (key, values) where the key has an effect only when that other key has
+    one of those values; a profile or ``--set`` that gives it elsewhere is refused, not ignored.
+    """
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "applies": applies}
     return field(default=default, metadata=meta)
+
+
+_SYNTHETIC = ("dataset", ("synthetic",))
+_VARIATIONAL_STEP = ("vmcr2_method", ("paper", "block"))  # the tangent method has no μ or ν
 
 
 @dataclass
@@ -49,28 +57,33 @@ class TrainConfig:
                         choices=("crop-flip", "flip", "none"))
     label_noise: float = _key(0.0, "fraction of training labels re-drawn uniformly (seeded)", low=0.0, high=1.0)
     train_subset: int = _key(0, "train on the first N shuffled training images (0 = all)", low=0)
-    num_classes: int = _key(10, "classes of the synthetic dataset (real datasets fix their own)", low=2)
-    synthetic_subspace_dim: int = _key(3, "dimension of each synthetic class subspace", low=1)
-    synthetic_train_per_class: int = _key(500, "synthetic training images per class", low=1)
-    synthetic_test_per_class: int = _key(100, "synthetic test images per class", low=1)
-    synthetic_channels: int = _key(3, "channels of synthetic images (1 or 3)", low=1, high=3)
+    num_classes: int = _key(10, "classes of the synthetic dataset (real datasets fix their own)", low=2,
+                            applies=_SYNTHETIC)
+    synthetic_subspace_dim: int = _key(3, "dimension of each synthetic class subspace", low=1, applies=_SYNTHETIC)
+    synthetic_train_per_class: int = _key(500, "synthetic training images per class", low=1, applies=_SYNTHETIC)
+    synthetic_test_per_class: int = _key(100, "synthetic test images per class", low=1, applies=_SYNTHETIC)
+    synthetic_channels: int = _key(3, "channels of synthetic images (1 or 3)", choices=(1, 3), applies=_SYNTHETIC)
     # --- model
     model: str = _key("mnist-cnn", "featurizer architecture", choices=MODELS)
     stem: str = _key("imagenet", "ResNet18 stem: the paper's ImageNet stem or the CIFAR stem (3x3, no max-pool)",
-                     choices=("imagenet", "cifar"))
-    width: float = _key(1.0, "channel width multiplier of the MNIST CNN (1.0 = the paper's)", low=0.0, low_open=True)
+                     choices=("imagenet", "cifar"), applies=("model", ("resnet18",)))
+    width: float = _key(1.0, "channel width multiplier of the MNIST CNN (1.0 = the paper's)", low=0.0, low_open=True,
+                        applies=("model", ("mnist-cnn",)))
     feature_dim: int = _key(128, "feature dimension d", low=1)
     # --- objective (paper §4.1)
     objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)
     eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)
-    mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True)
-    nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True)
-    nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True)
+    mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True,
+                     applies=_VARIATIONAL_STEP)
+    nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True,
+                           applies=_VARIATIONAL_STEP)
+    nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True,
+                       applies=_VARIATIONAL_STEP)
     vmcr2_method: str = _key("paper", "how V-MCR² trains θ: Algorithm 1 as written (paper), Algorithm 1 with A kept "
                              "on each class's own atoms (block: cost flat in k), or the tangent bound of ΔR "
                              "(tangent: the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
     track_rate: float = _key(1.0, "tangent method: how far Γ, A move towards each batch (1 = refit)",
-                             low=0.0, high=1.0, low_open=True)
+                             low=0.0, high=1.0, low_open=True, applies=("vmcr2_method", ("tangent",)))
     atoms_per_class: int = _key(20, "dictionary atoms per class s; q = s·k", low=1)
     latch_every: int = _key(50, "epochs between latchings (Algorithm 2); 0 = only before training", low=0)
     objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))
@@ -79,7 +92,7 @@ class TrainConfig:
     batch_size: int = _key(1000, "images per step", low=2)
     optimizer: str = _key("sgd", "optimizer of the featurizer θ", choices=("sgd", "adam"))
     lr: float = _key(1e-3, "learning rate", low=0.0, low_open=True)
-    momentum: float = _key(0.0, "SGD momentum", low=0.0, high=1.0)
+    momentum: float = _key(0.0, "SGD momentum", low=0.0, high=1.0, applies=("optimizer", ("sgd",)))
     weight_decay: float = _key(0.0, "weight decay", low=0.0)
     lr_schedule: str = _key("constant", "constant, step (x0.1 at 1/2 and 3/4 of training) or cosine",
                             choices=("constant", "step", "cosine"))
@@ -131,7 +144,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise BadInput(f"{where}: '{key}' must be a string, not {value!r}")
     if meta["choices"] and value not in meta["choices"]:
-        raise BadInput(f"{where}: '{key}' must be one of {', '.join(meta['choices'])}, not {value!r}"
+        raise BadInput(f"{where}: '{key}' must be one of {', '.join(map(str, meta['choices']))}, not {value!r}"
                        f"{_suggest_choice(value, meta['choices'])}")
     low, high = meta["low"], meta["high"]
     if low is not None and (value < low or (meta["low_open"] and value == low)):
@@ -216,8 +229,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def resolve_config(profile: str, objective: str | None = None,
                    overrides: dict[str, Any] | None = None,
-                   override_source: str = "--set") -> tuple[TrainConfig, Path]:
-    """Profile + objective section + overrides -> a validated TrainConfig and the profile's path."""
+                   override_source: str = "--set", processes: int = 1) -> tuple[TrainConfig, Path]:
+    """Profile + objective section + overrides -> a validated TrainConfig and the profile's path.
+
+    ``processes``: how many processes will share each batch (DDP).
+    """
     path = profile_path(profile)
     table = _read_toml(path)
     where = f"profile {path}"
@@ -232,23 +248,77 @@ def resolve_config(profile: str, objective: str | None = None,
     values["objective"] = chosen
     for key, value in sections.get(chosen, {}).items():
         values[key] = _coerce(key, value, f"{where} [{chosen}]")
+    _check_effect(TrainConfig(**values), values, where)
     for key, value in (overrides or {}).items():
         values[key] = _coerce(key, value, f"{override_source} {key}")
-    return _check_relations(TrainConfig(**values), f"profile {path.stem}"), path
+    config = TrainConfig(**values)
+    _check_effect(config, overrides or {}, override_source)
+    return check_relations(config, f"profile {path.stem}", processes), path
 
 
-def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
+def _check_effect(config: TrainConfig, given: dict[str, Any], where: str) -> None:
+    """BadInput for a key in ``given`` that has no effect in ``config`` (see ``_key``'s ``applies``).
+
+    Checked per layer: the profile on its own, then the overrides. A profile's μ still
+    stands when ``--set vmcr2_method=tangent`` makes it moot, but ``--set mu=…`` with
+    the tangent method is refused: it would change nothing.
+    """
+    for key in given:
+        applies = FIELDS[key].metadata["applies"]
+        value = getattr(config, key)
+        if applies is None or value == FIELDS[key].default:
+            continue
+        other, effective = applies
+        if getattr(config, other) not in effective:
+            only = " or ".join(repr(choice) for choice in effective)
+            raise BadInput(f"{where}: {key} = {value!r} has no effect with {other} = {getattr(config, other)!r} "
+                           f"(only with {other} = {only}); remove it")
+
+
+def config_from_dict(values: dict[str, Any], where: str, processes: int = 1) -> TrainConfig:
     """A TrainConfig from a resolved table (a run's config.toml), validated."""
-    return _check_relations(TrainConfig(**{key: _coerce(key, value, where) for key, value in values.items()}), where)
+    config = TrainConfig(**{key: _coerce(key, value, where) for key, value in values.items()})
+    return check_relations(config, where, processes)
 
 
-def _check_relations(config: TrainConfig, where: str) -> TrainConfig:
-    """The constraints between keys that need no dataset, checked before anything is created."""
+def check_relations(config: TrainConfig, where: str, processes: int = 1) -> TrainConfig:
+    """The constraints between keys that a run's resolved config must meet, checked before any
+    run directory or dataset exists (keys without effect are the profile's concern, see
+    :func:`_check_effect`).
+
+    The data's size is the published dataset's (the registry's) or, for the synthetic
+    dataset, the configuration's; :func:`check_data_fit` checks again against the files.
+    """
     if config.objective == "vmcr2" and config.atoms_per_class > config.feature_dim:
         raise BadInput(f"{where}: atoms_per_class = {config.atoms_per_class} exceeds feature_dim = "
                        f"{config.feature_dim}: latching takes each class's top atoms_per_class eigenvectors "
                        f"in a feature_dim-dimensional space")
+    spec = get_spec(config.dataset)
+    if config.augment in ("crop-flip", "flip") and not spec.mirror_safe:
+        raise BadInput(f"{where}: augment = {config.augment!r} flips images, which changes the class of "
+                       f"{config.dataset} (read left to right); use augment = 'none'")
+    if config.batch_size % processes:
+        raise BadInput(f"{where}: batch_size = {config.batch_size} does not split evenly over {processes} processes")
+    if spec.num_classes is None:  # the synthetic dataset: its size is the configuration's
+        check_data_fit(config, config.num_classes, config.num_classes * config.synthetic_train_per_class, where)
+    else:
+        check_data_fit(config, spec.num_classes, spec.num_train, where)
     return config
+
+
+def check_data_fit(config: TrainConfig, num_classes: int, num_train: int, where: str) -> None:
+    """BadInput unless ``config``'s train_subset and batch fit a dataset of that size."""
+    if config.train_subset > num_train:
+        raise BadInput(f"{where}: train_subset = {config.train_subset} exceeds the {num_train} training images "
+                       f"of {config.dataset}")
+    images = config.train_subset or num_train
+    if config.batch_size > images:
+        source = (f"train_subset = {config.train_subset}" if config.train_subset
+                  else f"the {images} training images of {config.dataset}")
+        raise BadInput(f"{where}: batch_size = {config.batch_size} exceeds {source}")
+    if config.objective == "vmcr2" and config.batch_size < num_classes:
+        raise BadInput(f"{where}: batch_size = {config.batch_size} is smaller than the {num_classes} classes of "
+                       f"{config.dataset}")
 
 
 def load_config_file(path: Path) -> TrainConfig:

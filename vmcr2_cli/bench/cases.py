@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from vmcr2_cli.models import build_featurizer
-from vmcr2_cli.objectives import ClassPartition, TrainingObjective, build_objective, rate_reduction_reference
+from vmcr2_cli.objectives import (ClassPartition, ObjectiveSettings, TrainingObjective, build_objective,
+                                  rate_reduction_reference)
 
 from .settings import REFERENCE, VMCR2_VARIANTS, BenchSettings
 from .workload import latch_on_batch
@@ -57,10 +58,10 @@ class ObjectiveUnderTest:
             self.loss: LossFn = reference_loss
             return
         method = VMCR2_VARIANTS.get(variant)
-        self.objective = build_objective(
-            "vmcr2" if method else variant, settings.dim, classes, eps2=settings.eps2,
-            dictionary_size=settings.dictionary_size(classes), method=method or "paper",
-            dtype=settings.torch_dtype).to(device)
+        objective_settings = ObjectiveSettings(eps2=settings.eps2, dtype=settings.torch_dtype,
+                                               atoms_per_class=settings.atoms_per_class, method=method or "paper")
+        self.objective = build_objective("vmcr2" if method else variant, settings.dim, classes,
+                                         objective_settings).to(device)
         if method:
             Z, labels = latch_features
             latch_on_batch(self.objective.variational, Z, ClassPartition(labels, classes), generator)

@@ -10,11 +10,15 @@ from typing import Any
 
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullLocator
 
+from vmcr2_cli.objective_registry import OBJECTIVES
 from vmcr2_cli.plots.style import OBJECTIVE_COLORS, new_figure
 
 from .environment import short_name
+from .settings import VARIANTS
 
-# MCR², V-MCR² and CE keep their colours from eval and compare; the reference is MCR²'s baseline.
+# (label, colour, marker) of each variant: what exactly is timed. MCR², V-MCR² and CE keep
+# their colours from eval and compare; the reference is MCR²'s baseline. An objective
+# without a line here is drawn with its registry label and colour (see ``variant_style``).
 VARIANT_STYLES = {
     "mcr2-reference": ("MCR² reference (per-class loop)", "#ff7f0e", "o"),
     "mcr2": ("MCR² (batched, exact)", OBJECTIVE_COLORS["mcr2"], "s"),
@@ -23,6 +27,15 @@ VARIANT_STYLES = {
     "vmcr2-tangent": ("V-MCR², tangent (tracking + bound)", "#e377c2", "X"),
     "ce": ("cross-entropy", OBJECTIVE_COLORS["ce"], "^"),
 }
+
+
+
+def variant_style(variant: str) -> tuple[str, str, str]:
+    """(label, colour, marker) of a bench variant."""
+    if variant in VARIANT_STYLES:
+        return VARIANT_STYLES[variant]
+    entry = OBJECTIVES[variant]
+    return entry.label, entry.color, "v"
 
 
 def time_vs_classes_figure(report: dict) -> Any:
@@ -35,7 +48,8 @@ def time_vs_classes_figure(report: dict) -> Any:
     axes_list = figure.subplots(1, len(panels), squeeze=False)[0]
     classes = sorted({row["classes"] for row in report["rows"] if row["classes"] is not None})
     for axes, (prefix, title) in zip(axes_list, panels):
-        for variant, (label, colour, marker) in VARIANT_STYLES.items():
+        for variant in VARIANTS:
+            label, colour, marker = variant_style(variant)
             points = [(row["classes"], row[prefix + "median_s"], row[prefix + "q1_s"], row[prefix + "q3_s"])
                       for row in report["rows"] if row["variant"] == variant and row[prefix + "median_s"]]
             if not points:

@@ -11,17 +11,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHODS
 
 if TYPE_CHECKING:  # torch is imported when a bench runs, not when the CLI starts
     import torch
 
-# The objective variants, in the order of the table. ``mcr2-reference`` is the
-# paper's baseline: one d×d log-determinant per class, in a Python loop.
-VARIANTS = ("mcr2-reference", "mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce")
+# ``mcr2-reference`` is the paper's baseline: one d×d log-determinant per class, in a Python loop.
 REFERENCE = "mcr2-reference"
-# The V-MCR² variants → the objective's ``method`` (objectives.training.VMCR2_METHODS):
-# Algorithm 1 as written, with A kept on its blocks, and the tangent form.
-VMCR2_VARIANTS = {"vmcr2": "paper", "vmcr2-block": "block", "vmcr2-tangent": "tangent"}
+# The V-MCR² variants → the objective's ``method``: Algorithm 1 as written ("vmcr2"), then "vmcr2-<method>".
+VMCR2_VARIANTS = {("vmcr2" if method == "paper" else f"vmcr2-{method}"): method for method in VMCR2_METHODS}
+# The variants in the order of the table: the reference, then every registered objective
+# (V-MCR² once per method).
+VARIANTS = (REFERENCE, *(variant for name in OBJECTIVES
+                         for variant in (VMCR2_VARIANTS if name == "vmcr2" else (name,))))
 # Featurizers a training step can be timed with (names of ``models.registry``) → the
 # channels of their images (all C×32×32) and the training set whose epoch is projected
 # by default: the paper's dataset for that architecture.

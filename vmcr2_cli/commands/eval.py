@@ -60,7 +60,7 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
     from rich.table import Table
 
     from vmcr2_cli.evaluation.numbers import fmt
-    from vmcr2_cli.tui.formatting import objective_label
+    from vmcr2_cli.objective_registry import objective_label
 
     k, d = results["num_classes"], results["feature_dim"]
     console.print(f"[bold]{results['run_id']}[/]  {objective_label(results['objective'])} on "

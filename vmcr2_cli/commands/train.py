@@ -57,9 +57,14 @@ def train(
     from vmcr2_cli.distributed import process_group_from_environment
     from vmcr2_cli.training import lifecycle
 
+    values: dict[str, Any] = dict(parse_override(text) for text in overrides)
+    shortcuts = {"epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
+                 "data_root": str(data_root) if data_root is not None else None}
+    values.update({key: value for key, value in shortcuts.items() if value is not None})
     if nproc is not None:
         from vmcr2_cli.distributed.launcher import launch_local
 
+        lifecycle.check_launch(nproc, profile, objective, values, runs_dir, name, resume)
         args = _worker_args(profile=profile, objective=objective, overrides=overrides, epochs=epochs,
                             batch_size=batch_size, device=device, seed=seed, data_root=data_root,
                             runs_dir=runs_dir, name=name, resume=resume, json_out=json_out)
@@ -67,10 +72,6 @@ def train(
         if code:
             raise typer.Exit(code)
         return
-    values: dict[str, Any] = dict(parse_override(text) for text in overrides)
-    shortcuts = {"epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,
-                 "data_root": str(data_root) if data_root is not None else None}
-    values.update({key: value for key, value in shortcuts.items() if value is not None})
     with process_group_from_environment() as dist:
         try:
             if resume is not None:

@@ -29,6 +29,9 @@ class DatasetSpec:
     keyword options the loader accepts (only the synthetic dataset has any).
     ``mirror_safe``: False where a horizontal flip changes the class (composed images,
     whose class is read left to right), so the flip augmentations are refused.
+    ``num_classes``, ``num_train``: the classes and training images of the published
+    dataset, which a configuration is checked against before anything is loaded (None
+    where the configuration chooses them: the synthetic dataset).
     """
 
     name: str
@@ -39,6 +42,8 @@ class DatasetSpec:
     description: str
     options: tuple[str, ...] = ()
     mirror_safe: bool = True
+    num_classes: int | None = None
+    num_train: int | None = None
 
 
 # MNIST/Fashion-MNIST statistics are those of the images padded to 32×32 (their 28×28
@@ -48,13 +53,13 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
-        DatasetSpec("mnist", idx.load_mnist, (0.1001,), (0.2752,), "crop-flip", "MNIST digits, 60k/10k, 1×32×32 (padded)"),
-        DatasetSpec("fashion-mnist", idx.load_fashion_mnist, (0.2190,), (0.3318,), "crop-flip", "Fashion-MNIST, 60k/10k, 1×32×32 (padded)"),
-        DatasetSpec("fashion-mnist-pairs", compositions.load_pairs, (0.2190,), (0.3318,), "none", "two Fashion-MNIST items side by side, 100 classes, 60k/10k, 1×32×64", mirror_safe=False),
-        DatasetSpec("fashion-mnist-triples", compositions.load_triples, (0.2190,), (0.3318,), "none", "three Fashion-MNIST items side by side, 1000 classes, 60k/10k, 1×32×96", mirror_safe=False),
-        DatasetSpec("cifar10", cifar.load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop-flip", "CIFAR-10, 50k/10k, 3×32×32"),
-        DatasetSpec("cifar100", cifar.load_cifar100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "crop-flip", "CIFAR-100 (fine labels), 50k/10k, 3×32×32"),
-        DatasetSpec("tinyimagenet", tinyimagenet.load_tinyimagenet, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "flip", "Tiny ImageNet, 100k/10k (val), 3×32×32 (resized from 64)"),
+        DatasetSpec("mnist", idx.load_mnist, (0.1001,), (0.2752,), "crop-flip", "MNIST digits, 60k/10k, 1×32×32 (padded)", num_classes=10, num_train=60000),
+        DatasetSpec("fashion-mnist", idx.load_fashion_mnist, (0.2190,), (0.3318,), "crop-flip", "Fashion-MNIST, 60k/10k, 1×32×32 (padded)", num_classes=10, num_train=60000),
+        DatasetSpec("fashion-mnist-pairs", compositions.load_pairs, (0.2190,), (0.3318,), "none", "two Fashion-MNIST items side by side, 100 classes, 60k/10k, 1×32×64", mirror_safe=False, num_classes=100, num_train=60000),
+        DatasetSpec("fashion-mnist-triples", compositions.load_triples, (0.2190,), (0.3318,), "none", "three Fashion-MNIST items side by side, 1000 classes, 60k/10k, 1×32×96", mirror_safe=False, num_classes=1000, num_train=60000),
+        DatasetSpec("cifar10", cifar.load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop-flip", "CIFAR-10, 50k/10k, 3×32×32", num_classes=10, num_train=50000),
+        DatasetSpec("cifar100", cifar.load_cifar100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "crop-flip", "CIFAR-100 (fine labels), 50k/10k, 3×32×32", num_classes=100, num_train=50000),
+        DatasetSpec("tinyimagenet", tinyimagenet.load_tinyimagenet, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "flip", "Tiny ImageNet, 100k/10k (val), 3×32×32 (resized from 64)", num_classes=200, num_train=100000),
         DatasetSpec("synthetic", synthetic.load_synthetic, (0.5,), (synthetic.SIGNAL_STD,), "none", "mixture of k random subspaces in pixel space", tuple(synthetic.DEFAULTS)),
     ]
 }

@@ -62,18 +62,20 @@ def launch_local(nproc: int, train_args: Sequence[str]) -> int:
 def exit_code_of(failures: Mapping[int, int], first_rank: int) -> int:
     """The launcher's exit code from the failed workers' (global rank → exit code).
 
-    Rank 0's when it chose one (it printed why), else the first failure's; a crash or a
-    signal (negative codes) is a failed run, reported in one line naming the process that
-    failed first — the others were then stopped by the launcher.
+    Rank 0's when it chose bad input or an interrupt (it printed why); otherwise a worker
+    that crashed or was killed (a code no worker chooses, negative for a signal) is the
+    cause, even when rank 0 noticed its dead peer first and failed: it is named in one
+    line, and the run failed. Else the first failure's own code.
     """
-    if failures.get(0) in _WORKER_EXIT_CODES:
+    if failures.get(0) in (EXIT_BAD_INPUT, EXIT_INTERRUPTED):
         return failures[0]
-    code = failures[first_rank]
-    if code in _WORKER_EXIT_CODES:
-        return code
-    sys.stderr.write(f"error: training process {first_rank} died first (exit code {code}); "
-                     f"the launcher stopped the others\n")
-    return EXIT_RUN_FAILED
+    crashed = sorted(rank for rank, code in failures.items() if code not in _WORKER_EXIT_CODES)
+    if crashed:
+        rank = first_rank if first_rank in crashed else crashed[0]
+        sys.stderr.write(f"error: training process {rank} died first (exit code {failures[rank]}); "
+                         f"the launcher stopped the others\n")
+        return EXIT_RUN_FAILED
+    return failures.get(0, failures[first_rank])
 
 
 @contextmanager

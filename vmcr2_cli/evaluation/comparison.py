@@ -18,7 +18,7 @@ from typing import Any
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.evaluation.numbers import finite, fmt
 from vmcr2_cli.runs import RunDir, is_run_dir, runs_in
-from vmcr2_cli.tui.formatting import objective_label
+from vmcr2_cli.objective_registry import objective_label
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -198,7 +198,7 @@ def _draw_figures(loaded: LoadedRun, train_z, train_y, stats, cosines, names, co
                   options: EvalOptions) -> dict[str, str]:
     from vmcr2_cli.plots.heatmap import plot_gram_heatmap
     from vmcr2_cli.plots.subspaces import plot_subspace_structure
-    from vmcr2_cli.tui.formatting import objective_label
+    from vmcr2_cli.objective_registry import objective_label
 
     run, config = loaded.run, loaded.config
     k = stats.num_classes

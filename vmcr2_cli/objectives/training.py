@@ -18,16 +18,18 @@ gradient reaching this process's Z is W times its share, which a DDP featurizer'
 averaging over W processes turns into the gradient of the global loss. The CE head,
 computed on the gathered batch, gets the global gradient on every process directly.
 
-Adding an objective: a subclass and one line in ``OBJECTIVES``.
+Adding an objective: a subclass, its builder here and one line in ``vmcr2_cli.objective_registry.OBJECTIVES``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHODS
 
 from . import block
 from .cross_entropy import CrossEntropy
@@ -39,12 +41,6 @@ from .tangent import tangent_bound, track
 from .validation import check_features, check_positive, check_positive_int
 from .variational import VariationalMCR2, VariationalTerms
 
-# How V-MCR² trains θ: "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ
-# descends μ/(2m)·M); "block" is Algorithm 1 with A kept on latching's blocks, each class
-# coding with its own atoms, at a cost flat in k (see ``block.py``); "tangent" refits Γ, A
-# to the batch and θ ascends the tangent bound of ΔR that they define, the μ → ∞ limit of
-# Algorithm 1 (see ``tangent.py``).
-VMCR2_METHODS = ("paper", "block", "tangent")
 # The methods that need latching's block layout: q divisible by k, s = q/k atoms per class.
 BLOCK_METHODS = ("block", "tangent")
 
@@ -204,51 +200,51 @@ def _rate_metrics(rr: RateReduction) -> dict[str, Tensor]:
     return {"r": rr.r.detach(), "r_c": rr.r_c.detach(), "delta_r": rr.delta_r.detach()}
 
 
-def _build_mcr2(feature_dim, num_classes, *, eps2, dictionary_size, dtype, validate, **variational):
-    return MCR2Objective(num_classes, eps2=eps2, dtype=dtype, validate=validate)
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """An objective's hyperparameters as one object (paper §4.1 defaults); each builder reads its own.
 
-
-def _build_vmcr2(feature_dim, num_classes, *, eps2, dictionary_size, dtype, validate, **variational):
-    if dictionary_size is None:
-        raise ValueError("the vmcr2 objective needs dictionary_size (q; the paper uses 10·k or 20·k)")
-    return VMCR2Objective(feature_dim, num_classes, dictionary_size, eps2=eps2, dtype=dtype, validate=validate,
-                          **variational)
-
-
-def _build_ce(feature_dim, num_classes, *, eps2, dictionary_size, dtype, validate, **variational):
-    return CEObjective(feature_dim, num_classes, eps2=eps2, dtype=dtype, validate=validate)
-
-
-OBJECTIVES: dict[str, Callable[..., TrainingObjective]] = {
-    "mcr2": _build_mcr2,
-    "vmcr2": _build_vmcr2,
-    "ce": _build_ce,
-}
-
-
-def build_objective(
-    name: str,
-    feature_dim: int,
-    num_classes: int,
-    *,
-    eps2: float = 0.5,
-    mu: float = 1.0,
-    nu_gamma: float = 5.0,
-    nu_A: float = 5.0,
-    method: str = "paper",
-    track_rate: float = 1.0,
-    dictionary_size: int | None = None,
-    dtype: torch.dtype = torch.float32,
-    validate: bool | None = None,
-) -> TrainingObjective:
-    """The objective called ``name`` (one of ``OBJECTIVES``), with the paper's defaults.
-
-    ``dictionary_size`` (q) is required for "vmcr2" and ignored by the others, as are
-    the V-MCR² settings mu, nu_gamma, nu_A, method and track_rate.
+    ``atoms_per_class``: s; V-MCR²'s dictionary holds q = s·k atoms (the paper's 10·k or
+    20·k). ``nu_A``, ``nu_gamma``: the proximal steps in units of 1/L; ``method`` and
+    ``track_rate``: how V-MCR² trains θ (see :class:`VMCR2Objective`).
     """
+
+    eps2: float = 0.5
+    dtype: torch.dtype = torch.float32
+    atoms_per_class: int = 20
+    mu: float = 1.0
+    nu_gamma: float = 5.0
+    nu_A: float = 5.0
+    method: str = "paper"
+    track_rate: float = 1.0
+
+    @classmethod
+    def of(cls, config: Any) -> "ObjectiveSettings":
+        """The settings of a training configuration (a ``config.TrainConfig``)."""
+        return cls(eps2=config.eps2, dtype=getattr(torch, config.objective_dtype),
+                   atoms_per_class=config.atoms_per_class, mu=config.mu, nu_gamma=config.nu_gamma,
+                   nu_A=config.nu_a, method=config.vmcr2_method, track_rate=config.track_rate)
+
+
+def build_mcr2(feature_dim: int, num_classes: int, settings: ObjectiveSettings,
+               validate: bool | None) -> MCR2Objective:
+    return MCR2Objective(num_classes, eps2=settings.eps2, dtype=settings.dtype, validate=validate)
+
+
+def build_vmcr2(feature_dim: int, num_classes: int, settings: ObjectiveSettings,
+                validate: bool | None) -> VMCR2Objective:
+    return VMCR2Objective(feature_dim, num_classes, settings.atoms_per_class * num_classes, eps2=settings.eps2,
+                          mu=settings.mu, nu_gamma=settings.nu_gamma, nu_A=settings.nu_A, method=settings.method,
+                          track_rate=settings.track_rate, dtype=settings.dtype, validate=validate)
+
+
+def build_ce(feature_dim: int, num_classes: int, settings: ObjectiveSettings, validate: bool | None) -> CEObjective:
+    return CEObjective(feature_dim, num_classes, eps2=settings.eps2, dtype=settings.dtype, validate=validate)
+
+
+def build_objective(name: str, feature_dim: int, num_classes: int, settings: ObjectiveSettings = ObjectiveSettings(),
+                    *, validate: bool | None = None) -> TrainingObjective:
+    """The objective called ``name`` (one of ``objective_registry.OBJECTIVES``) for features of ``feature_dim``."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name](
-        feature_dim, num_classes, eps2=eps2, dictionary_size=dictionary_size, dtype=dtype, validate=validate,
-        mu=mu, nu_gamma=nu_gamma, nu_A=nu_A, method=method, track_rate=track_rate,
-    )
+    return OBJECTIVES[name].build(feature_dim, num_classes, settings, validate)

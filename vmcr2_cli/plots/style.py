@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from vmcr2_cli.objective_registry import OBJECTIVES
 from vmcr2_cli.runs import atomic_write_bytes
 
 DPI = 150
@@ -25,7 +26,7 @@ RC = {
 }
 
 # One colour per objective, so MCR², V-MCR² and CE look the same in every figure.
-OBJECTIVE_COLORS = {"mcr2": "#1f77b4", "vmcr2": "#d62728", "ce": "#7f7f7f"}
+OBJECTIVE_COLORS = {name: entry.color for name, entry in OBJECTIVES.items()}
 EXTRA_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79"]
 
 

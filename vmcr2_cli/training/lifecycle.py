@@ -27,24 +27,17 @@ import typer
 
 from vmcr2_cli.errors import EXIT_INTERRUPTED, BadInput, RunFailed, RunWriteFailed
 
-__all__ = ["start", "resume"]
+__all__ = ["start", "resume", "check_launch"]
 
 
 def start(dist, profile: str, objective: str | None, values: dict[str, Any], runs_dir: Path,
           name: str | None) -> dict[str, Any]:
     """Train a new run of ``profile`` with ``values`` overridden; its result (run_dir, accuracy, …)."""
-    from vmcr2_cli.config import resolve_config, to_toml
+    from vmcr2_cli.config import to_toml
     from vmcr2_cli.distributed import run_for_rank
-    from vmcr2_cli.runs import RunDir, check_writable, point_latest
+    from vmcr2_cli.runs import RunDir, point_latest
 
-    def resolve():
-        if name is not None:
-            _check_run_name(name)
-        resolved = resolve_config(profile, objective, values)
-        check_writable(runs_dir)
-        return resolved
-
-    config, path = dist.on_main(resolve)
+    config, path = dist.on_main(lambda: _resolve_new(profile, objective, values, runs_dir, name, dist.world_size))
     session = Session.prepare(config, dist)
     locks: list = []
 
@@ -66,6 +59,34 @@ def start(dist, profile: str, objective: str | None, values: dict[str, Any], run
         if dist.is_main:
             point_latest(run)
         return session.train(trainer)
+
+
+def check_launch(nproc: int, profile: str, objective: str | None, values: dict[str, Any], runs_dir: Path,
+                 name: str | None, resume_path: Path | None) -> None:
+    """What rank 0 would refuse at once, refused before ``--nproc`` starts any process."""
+    from vmcr2_cli.config import config_from_dict, load_config_file
+    from vmcr2_cli.distributed.launcher import check_nproc
+    from vmcr2_cli.runs import RunDir
+
+    check_nproc(nproc)
+    if resume_path is None:
+        _resolve_new(profile, objective, values, runs_dir, name, nproc)
+    else:
+        config = load_config_file(RunDir.open(resume_path).config_path)
+        config_from_dict({**config.to_dict(), **values}, f"--resume {resume_path}", nproc)
+
+
+def _resolve_new(profile: str, objective: str | None, values: dict[str, Any], runs_dir: Path, name: str | None,
+                 processes: int):
+    """The validated configuration of a new run and its profile's path; BadInput for anything wrong."""
+    from vmcr2_cli.config import resolve_config
+    from vmcr2_cli.runs import check_writable
+
+    if name is not None:
+        _check_run_name(name)
+    resolved = resolve_config(profile, objective, values, processes=processes)
+    check_writable(runs_dir)
+    return resolved
 
 
 def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +116,7 @@ def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> d
             if state is not None:
                 check_checkpoint(state, config, where)
             checkpoint.append(state)
-            return run, config_from_dict({**config.to_dict(), **values}, where), meta
+            return run, config_from_dict({**config.to_dict(), **values}, where, dist.world_size), meta
         except BaseException:
             locks.pop().release()
             raise
@@ -143,9 +164,6 @@ class Session:
 
         def prepare_here():
             device = resolve_device(config.device, dist.local_rank if dist.enabled else None)
-            if config.batch_size % dist.world_size:
-                raise BadInput(f"batch_size {config.batch_size} does not split evenly over "
-                               f"{dist.world_size} processes")
             return device, load_training_data(config)
 
         device, dataset = dist.agree(prepare_here, local_rank_0_first=True)  # a download once per node

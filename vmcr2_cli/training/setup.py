@@ -6,8 +6,8 @@ import dataclasses
 
 import torch
 
-from vmcr2_cli.config import TrainConfig
-from vmcr2_cli.data import ImageDataset, get_spec, load_dataset
+from vmcr2_cli.config import TrainConfig, check_data_fit
+from vmcr2_cli.data import ImageDataset, load_dataset
 from vmcr2_cli.errors import BadInput
 
 
@@ -40,9 +40,6 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
     """The dataset of ``config``: label noise applied, cut to ``train_subset``, checked against the batch."""
-    if config.augment in ("crop-flip", "flip") and not get_spec(config.dataset).mirror_safe:
-        raise BadInput(f"augment = {config.augment!r} flips images, which changes the class of {config.dataset} "
-                       f"(read left to right); use augment = 'none'")
     synthetic = {}
     if config.dataset == "synthetic":
         synthetic = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
@@ -51,15 +48,11 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
                          image_shape=(config.synthetic_channels, 32, 32))
     dataset = load_dataset(config.dataset, data_root=config.data_root or None,
                            label_noise=config.label_noise, seed=config.seed, **synthetic)
+    # The files may hold fewer images than the published dataset that the config was checked against.
+    check_data_fit(config, dataset.num_classes, dataset.num_train, f"data {dataset.source}")
     if config.train_subset and config.train_subset < dataset.num_train:
         keep = torch.randperm(dataset.num_train, generator=torch.Generator().manual_seed(config.seed))
         keep = keep[:config.train_subset]
         dataset = dataclasses.replace(dataset, train_images=dataset.train_images[keep],
                                       train_labels=dataset.train_labels[keep], clean_train_labels=None)
-    if config.batch_size > dataset.num_train:
-        raise BadInput(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training images "
-                       f"of {config.dataset}")
-    if config.objective == "vmcr2" and config.batch_size < dataset.num_classes:
-        raise BadInput(f"batch_size {config.batch_size} is smaller than the {dataset.num_classes} classes "
-                       f"of {config.dataset}")
     return dataset

@@ -32,7 +32,7 @@ from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models import build_featurizer
 from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError,
-                                  StepResult, build_objective)
+                                  ObjectiveSettings, StepResult, build_objective)
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.features import extract_features
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
@@ -141,12 +141,8 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_model = dist.data_parallel(self.model, device)
-        self.objective = build_objective(
-            config.objective, feature_dim=config.feature_dim, num_classes=k, eps2=config.eps2,
-            mu=config.mu, nu_gamma=config.nu_gamma, nu_A=config.nu_a, method=config.vmcr2_method,
-            track_rate=config.track_rate,
-            dictionary_size=config.atoms_per_class * k,
-            dtype=getattr(torch, config.objective_dtype)).to(device)
+        self.objective = build_objective(config.objective, config.feature_dim, k,
+                                         ObjectiveSettings.of(config)).to(device)
         self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.loader = DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,

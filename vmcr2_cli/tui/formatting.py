@@ -6,7 +6,7 @@ distinction the dashboard makes; statuses also carry a symbol, so none rests on 
 
 from __future__ import annotations
 
-OBJECTIVE_LABELS = {"mcr2": "MCR²", "vmcr2": "V-MCR²", "ce": "CE"}
+from vmcr2_cli.objective_registry import OBJECTIVES
 
 # Rich styles (ANSI colour names) and symbols of each status.
 STATUS_STYLES = {
@@ -18,26 +18,11 @@ STATUS_STYLES = {
     "unknown": ("?", "dim"),
 }
 
-# Per objective, the ANSI colour numbers given to its runs in turn: MCR² in
-# cyan/blue, V-MCR² in magenta/red, CE in green. Yellow is kept for latch markers.
-OBJECTIVE_COLOURS = {
-    "mcr2": (6, 4, 14, 12),
-    "vmcr2": (5, 1, 13, 9),
-    "ce": (2, 10),
-}
-OTHER_COLOURS = (7, 8)
+OTHER_COLOURS = (7, 8)  # runs of an objective this vmcr2 does not know (each known one has its own, in the registry)
 LATCH_COLOUR = 11
 LATCH_MARKER = "◆"
 EVAL_MARKER = "●"
 NO_VALUE = "—"
-
-
-def objective_label(objective: str | None, method: str | None = None) -> str:
-    """"V-MCR²"; with a V-MCR² method other than the paper's Algorithm 1, "V-MCR² (block)"."""
-    if not objective:
-        return "?"
-    label = OBJECTIVE_LABELS.get(objective, objective)
-    return f"{label} ({method})" if objective == "vmcr2" and method not in (None, "paper") else label
 
 
 def status_text(status: str) -> tuple[str, str]:
@@ -51,7 +36,8 @@ def run_colours(objectives: list[str | None]) -> list[int]:
     used: dict[str | None, int] = {}
     colours = []
     for objective in objectives:
-        family = OBJECTIVE_COLOURS.get(objective or "", OTHER_COLOURS)
+        entry = OBJECTIVES.get(objective or "")
+        family = entry.terminal_colours if entry else OTHER_COLOURS
         n = used.get(objective, 0)
         used[objective] = n + 1
         colours.append(family[n % len(family)])

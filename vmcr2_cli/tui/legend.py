@@ -6,7 +6,8 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual.widget import Widget
 
-from vmcr2_cli.tui.formatting import EVAL_MARKER, LATCH_COLOUR, LATCH_MARKER, objective_label
+from vmcr2_cli.objective_registry import objective_label
+from vmcr2_cli.tui.formatting import EVAL_MARKER, LATCH_COLOUR, LATCH_MARKER
 from vmcr2_cli.tui.tables import short_names
 
 

@@ -10,8 +10,9 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual.widget import Widget
 
-from vmcr2_cli.tui.formatting import (fmt_accuracy, fmt_duration, fmt_gpu, fmt_int, fmt_rate,
-                                      fmt_seconds, fmt_value, objective_label, status_text)
+from vmcr2_cli.objective_registry import objective_label
+from vmcr2_cli.tui.formatting import (fmt_accuracy, fmt_duration, fmt_gpu, fmt_int, fmt_rate, fmt_seconds,
+                                      fmt_value, status_text)
 from vmcr2_cli.tui.summary import RunSummary
 
 SEPARATOR = "  "

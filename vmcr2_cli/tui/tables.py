@@ -14,9 +14,9 @@ from typing import Callable
 from rich.table import Table
 from rich.text import Text
 
-from vmcr2_cli.tui.formatting import (NO_VALUE, fmt_accuracy, fmt_duration, fmt_epoch, fmt_gpu,
-                                      fmt_int, fmt_rate, fmt_seconds, fmt_value,
-                                      objective_label, status_text)
+from vmcr2_cli.objective_registry import objective_label
+from vmcr2_cli.tui.formatting import (NO_VALUE, fmt_accuracy, fmt_duration, fmt_epoch, fmt_gpu, fmt_int, fmt_rate,
+                                      fmt_seconds, fmt_value, status_text)
 from vmcr2_cli.tui.summary import RunSummary
 
 NAME_MIN_WIDTH = 16

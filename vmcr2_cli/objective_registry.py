@@ -1,0 +1,61 @@
+"""Objective name → how it is built and how every view shows it: the one list of objectives.
+
+Adding an objective is its ``TrainingObjective`` subclass and builder (in
+``objectives/training.py``) and one line in :data:`OBJECTIVES`; config choices, watch's
+labels and colours, the figures' colours, compare's default and bench's variants all
+read this table. It lives outside the ``objectives`` package and imports nothing heavy:
+``vmcr2 watch`` and the CLI's start-up read it without torch, which is imported when an
+objective is first built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+# How V-MCR² trains θ: "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ
+# descends μ/(2m)·M); "block" is Algorithm 1 with A kept on latching's blocks, each class
+# coding with its own atoms, at a cost flat in k (see ``block.py``); "tangent" refits Γ, A
+# to the batch and θ ascends the tangent bound of ΔR that they define, the μ → ∞ limit of
+# Algorithm 1 (see ``tangent.py``).
+VMCR2_METHODS = ("paper", "block", "tangent")
+
+
+@dataclass(frozen=True)
+class ObjectiveEntry:
+    """One objective: ``builder`` is ``"module:function"``, imported when first used.
+
+    ``color``: its colour in every figure (matplotlib); ``terminal_colours``: the ANSI
+    colour numbers (of the 16 every SSH terminal has) that its runs take in turn in watch.
+    """
+
+    name: str
+    label: str
+    builder: str
+    color: str
+    terminal_colours: tuple[int, ...]
+
+    def build(self, *args: Any, **kwargs: Any) -> Any:
+        module, _, function = self.builder.partition(":")
+        return getattr(import_module(module), function)(*args, **kwargs)
+
+
+# MCR² in blues, V-MCR² in reds and magentas, CE in grey/green; yellow is kept for latch markers.
+OBJECTIVES: dict[str, ObjectiveEntry] = {
+    entry.name: entry
+    for entry in [
+        ObjectiveEntry("mcr2", "MCR²", "vmcr2_cli.objectives.training:build_mcr2", "#1f77b4", (6, 4, 14, 12)),
+        ObjectiveEntry("vmcr2", "V-MCR²", "vmcr2_cli.objectives.training:build_vmcr2", "#d62728", (5, 1, 13, 9)),
+        ObjectiveEntry("ce", "CE", "vmcr2_cli.objectives.training:build_ce", "#7f7f7f", (2, 10)),
+    ]
+}
+
+
+def objective_label(objective: str | None, method: str | None = None) -> str:
+    """"V-MCR²"; with a V-MCR² method other than the paper's Algorithm 1, "V-MCR² (block)"."""
+    if not objective:
+        return "?"
+    entry = OBJECTIVES.get(objective)
+    label = entry.label if entry else objective
+    return f"{label} ({method})" if objective == "vmcr2" and method not in (None, "paper") else label
