@@ -136,3 +136,22 @@ def test_set_status_writes_meta_and_one_status_line(tmp_path):
     assert run.read_meta()["end_time"] is None
     with pytest.raises(ValueError):
         run.set_status("paused")
+
+
+def test_a_resumed_runs_repeated_epochs_replace_what_followed():
+    from vmcr2_cli.runs import add_epoch_line, epoch_number
+
+    epochs: list = []
+    for epoch, value in [(0, "a"), (1, "b"), (2, "c"), (1, "B"), (2, "C"), (3, "D")]:
+        add_epoch_line(epochs, {"epoch": epoch, "v": value})
+    assert [line["v"] for line in epochs] == ["a", "B", "C", "D"]
+    assert [epoch_number(line) for line in epochs] == [1, 2, 3, 4]
+
+
+def test_config_table_of_a_damaged_run_is_one_line_bad_input(tmp_path):
+    run = RunDir.create(tmp_path, "r", config_text="epochs = 3\n", meta={"status": "running"})
+    assert run.read_config_table() == {"epochs": 3}
+    run.config_path.write_bytes(b"epochs = \xff\n")
+    with pytest.raises(BadInput, match=r"config.toml: TOML syntax error") as raised:
+        run.read_config_table()
+    assert "\n" not in str(raised.value)

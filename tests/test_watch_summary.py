@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vmcr2_cli.tui.formatting import fmt_duration, fmt_value, run_colours
+from vmcr2_cli.numbers import fmt_duration, fmt_value
+from vmcr2_cli.tui.formatting import run_colours
 from vmcr2_cli.tui.history import RunHistory
 from vmcr2_cli.tui.summary import STALL_FLOOR_S, stall_threshold_s, summarize
 from vmcr2_cli.tui.tables import fit_columns, runs_table, short_names, shorten

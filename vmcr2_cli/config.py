@@ -20,6 +20,7 @@ from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.registry import MODEL_BUILDERS
 from vmcr2_cli.objective_registry import OBJECTIVES as OBJECTIVE_REGISTRY, VMCR2_METHODS
+from vmcr2_cli.runs import read_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,11 +114,6 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end")
 
 
-def describe_keys() -> list[tuple[str, str, Any]]:
-    """(key, help, default) for every config key, in declaration order."""
-    return [(f.name, f.metadata["help"], f.default) for f in dataclasses.fields(TrainConfig)]
-
-
 def _suggest(key: str) -> str:
     close = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -205,13 +201,7 @@ def profile_path(profile: str) -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as file:
-            return tomllib.load(file)
-    except tomllib.TOMLDecodeError as error:
-        raise BadInput(f"profile {path}: TOML syntax error: {error}") from None
-    except OSError as error:
-        raise BadInput(f"profile {path}: cannot read: {error.strerror}") from None
+    return read_toml(path, f"profile {path}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -323,7 +313,7 @@ def check_data_fit(config: TrainConfig, num_classes: int, num_train: int, where:
 
 def load_config_file(path: Path) -> TrainConfig:
     """Read a run's resolved ``config.toml``."""
-    return config_from_dict(_read_toml(path), str(path))
+    return config_from_dict(read_toml(path, str(path)), str(path))
 
 
 def to_toml(config: TrainConfig) -> str:

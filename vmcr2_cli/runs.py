@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import tempfile
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vmcr2_cli.errors import BadInput, RunWriteFailed, one_line
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 CONFIG_FILE = "config.toml"
 META_FILE = "meta.json"
@@ -56,6 +62,36 @@ EPOCH_KEYS = ("epoch", "step", "delta_r", "r", "r_c", "loss", "lr", "epoch_time_
 # r_v_over_r: R^v / R of the same batches, the faithfulness of V-MCR² (1 = the exact R).
 VARIATIONAL_KEYS = ("r_v", "r_c_v", "m_term", "r_v_over_r")
 METRIC_TYPES = ("epoch", "step", "latch", "eval", "status")
+# ``epoch`` in every line is the 0-based index of the epoch it belongs to (the trainer's
+# ``self.epoch``): an epoch line with ``epoch: e`` means e + 1 epochs are done.
+EPOCH_INDEX_BASE = 0
+
+
+def epoch_number(line: dict[str, Any]) -> int:
+    """The 1-based number of the epoch a line belongs to: for an epoch line, the epochs done."""
+    return int(line["epoch"]) - EPOCH_INDEX_BASE + 1
+
+
+def add_epoch_line(epochs: list[dict[str, Any]], line: dict[str, Any]) -> None:
+    """Append ``line`` to ``epochs`` (epoch lines in the order read) as a resumed run means it.
+
+    A run resumed from a checkpoint logs again the epochs it had logged after that
+    checkpoint: the newer line replaces its epoch and everything that followed.
+    """
+    while epochs and epochs[-1]["epoch"] >= line["epoch"]:
+        epochs.pop()
+    epochs.append(line)
+
+
+def read_toml(path: Path, where: str) -> dict[str, Any]:
+    """A TOML file as a plain table; BadInput starting with ``where`` when it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(f"{where}: TOML syntax error: {one_line(error)}") from None
+    except OSError as error:
+        raise BadInput(f"{where}: cannot read: {error.strerror}") from None
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -307,6 +343,11 @@ class RunDir:
         if not (resolved / META_FILE).is_file() or not (resolved / CONFIG_FILE).is_file():
             raise BadInput(f"not a run directory: {path} (no {META_FILE} and {CONFIG_FILE})")
         return cls(resolved)
+
+    # --- config.toml
+    def read_config_table(self) -> dict[str, Any]:
+        """config.toml as a plain table, unvalidated (``config.load_config_file`` validates it)."""
+        return read_toml(self.config_path, f"run {self.path}: {CONFIG_FILE}")
 
     # --- meta.json
     def read_meta(self) -> dict[str, Any]:

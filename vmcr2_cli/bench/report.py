@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from vmcr2_cli.tui.formatting import fmt_memory
+from vmcr2_cli.numbers import NO_VALUE, fmt_memory
 
 from .environment import short_name
 
@@ -40,7 +40,7 @@ def _number(value: float) -> str:
 def format_seconds(seconds: float | None) -> str:
     """'138 ms', '10.1 s', '1,234 s', '—' for None."""
     if seconds is None or not math.isfinite(seconds):
-        return "—"
+        return NO_VALUE
     scale, name = _unit(seconds)
     return f"{_number(seconds * scale)} {name}"
 
@@ -48,17 +48,17 @@ def format_seconds(seconds: float | None) -> str:
 def format_spread(low: float | None, high: float | None, median: float | None) -> str:
     """The interquartile range 'q1–q3' in the median's unit (given in the median's cell)."""
     if low is None or high is None or median is None:
-        return "—"
+        return NO_VALUE
     scale, _ = _unit(median)
     return f"{_number(low * scale)}–{_number(high * scale)}"
 
 
 def format_ratio(value: float | None) -> str:
-    return "—" if value is None else f"{_number(value)}×"
+    return NO_VALUE if value is None else f"{_number(value)}×"
 
 
 def format_share(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.3g}%"
+    return NO_VALUE if value is None else f"{100 * value:.3g}%"
 
 
 # ---------------------------------------------------------------------------------- tables
@@ -112,7 +112,7 @@ def _timings_table(report: dict, prefix: str, title: str, extra: dict[str, Calla
         if index and row["classes"] != rows[index - 1]["classes"]:
             table.add_section()
         median = row[prefix + "median_s"]
-        cells = [row["variant"], "—" if row["classes"] is None else str(row["classes"]), format_seconds(median),
+        cells = [row["variant"], NO_VALUE if row["classes"] is None else str(row["classes"]), format_seconds(median),
                  format_spread(row[prefix + "q1_s"], row[prefix + "q3_s"], median),
                  _count(row[prefix + "repeats"], row[prefix + "note"]),
                  format_ratio(row[prefix + "speedup_vs_reference"]), *(cell(row) for cell in extra.values())]
@@ -133,7 +133,7 @@ def ratios_table(report: dict) -> Table:
         table.add_column("ours: train step", justify="right")
     table.add_column("paper, Table 1: A100, s per epoch")
     for entry in report["ratios"]:
-        paper = "\n".join(paper_ratio_text(item) for item in entry["paper"]) or "—"
+        paper = "\n".join(paper_ratio_text(item) for item in entry["paper"]) or NO_VALUE
         cells = [str(entry["classes"]), format_ratio(entry["objective_ratio"])]
         if with_step:
             cells.append(format_ratio(entry["step_ratio"]))
@@ -175,7 +175,7 @@ def notes_text(report: dict) -> Text:
 
 def _count(repeats: int | None, note: str | None) -> str:
     if repeats is None:
-        return "—"
+        return NO_VALUE
     return f"{repeats}*" if note else str(repeats)
 
 

@@ -59,7 +59,7 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
     """The eval results as Rich tables."""
     from rich.table import Table
 
-    from vmcr2_cli.evaluation.numbers import fmt
+    from vmcr2_cli.numbers import fmt
     from vmcr2_cli.objective_registry import objective_label
 
     k, d = results["num_classes"], results["feature_dim"]

@@ -56,8 +56,8 @@ def render_latch(result: dict[str, Any], console) -> None:
     """The latch report as Rich tables."""
     from rich.table import Table
 
-    from vmcr2_cli.evaluation.numbers import fmt
-    from vmcr2_cli.tui.formatting import fmt_value
+    from vmcr2_cli.numbers import fmt
+    from vmcr2_cli.numbers import fmt_value
 
     k, s = result["num_classes"], result["atoms_per_class"]
     console.print(f"[bold]{result['run_id']}[/]  V-MCR², checkpoint after epoch {result['epoch']} "

@@ -80,13 +80,3 @@ def print_once(targets: list, *, json_out: bool, now: float | None = None) -> No
     for note in notes:
         console.print(Text(note, style="dim"))
 
-
-if __name__ == "__main__":  # ``python -m vmcr2_cli.commands.watch RUN`` until cli.py registers it
-    def _main() -> None:
-        try:
-            typer.run(watch)
-        except BadInput as error:
-            sys.stderr.write(f"error: {error}\n")
-            sys.exit(error.exit_code)
-
-    _main()

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vmcr2_cli.errors import BadInput
-from vmcr2_cli.evaluation.numbers import finite, fmt
-from vmcr2_cli.runs import RunDir, is_run_dir, runs_in
+from vmcr2_cli.numbers import finite, fmt
 from vmcr2_cli.objective_registry import objective_label
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from vmcr2_cli.runs import RunDir, add_epoch_line, epoch_number, is_run_dir, runs_in
 
 # What must agree for ΔR, R and R_c to be comparable across runs (the task and the scale).
 MUST_MATCH = ("dataset", "num_classes", "feature_dim", "eps2")
@@ -78,29 +72,16 @@ def resolve_run_paths(paths: list[str | Path]) -> list[RunDir]:
 def read_run(run: RunDir) -> RunRecord:
     """The parts of a run directory compare uses; tolerant of runs in any state."""
     meta = run.read_meta()
-    config = _read_config_table(run)
-    by_epoch: dict[int, dict[str, Any]] = {}
+    config = run.read_config_table()  # unvalidated: runs of older or newer versions still compare
+    epochs: list[dict[str, Any]] = []
     last_eval = None
     for line in run.read_metrics(skip_types=("step",)):  # 10⁶ step lines are not read
         kind = line.get("type")
         if kind == "epoch" and isinstance(line.get("epoch"), int):
-            # A resumed run may log an epoch again: the newer line wins, and drops what followed.
-            for later in [e for e in by_epoch if e >= line["epoch"]]:
-                del by_epoch[later]
-            by_epoch[line["epoch"]] = line
+            add_epoch_line(epochs, line)
         elif kind == "eval":
             last_eval = line
-    epochs = [by_epoch[e] for e in sorted(by_epoch)]
     return RunRecord(run, meta, config, epochs, run.read_eval(), last_eval)
-
-
-def _read_config_table(run: RunDir) -> dict[str, Any]:
-    """config.toml as a plain table: unvalidated, so runs of older or newer versions still compare."""
-    try:
-        with open(run.config_path, "rb") as file:
-            return tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise BadInput(f"run {run.path}: unreadable config.toml: {error}") from None
 
 
 def check_compatible(records: list[RunRecord]) -> list[str]:
@@ -142,7 +123,7 @@ def run_labels(records: list[RunRecord]) -> list[str]:
 
 def _row(record: RunRecord) -> dict[str, Any]:
     epochs = record.epochs
-    delta = [(e["epoch"], e.get("delta_r")) for e in epochs if finite(e.get("delta_r")) is not None]
+    delta = [(epoch_number(e), e.get("delta_r")) for e in epochs if finite(e.get("delta_r")) is not None]
     times = [e["epoch_time_s"] for e in epochs if finite(e.get("epoch_time_s")) is not None]
     last = epochs[-1] if epochs else {}
     best = max(delta, key=lambda pair: pair[1]) if delta else (None, None)
@@ -163,7 +144,7 @@ def _row(record: RunRecord) -> dict[str, Any]:
         "epochs_total": record.key("epochs"),
         "delta_r_final": finite(last.get("delta_r")),
         "delta_r_best": finite(best[1]),
-        "delta_r_best_epoch": None if best[0] is None else best[0] + 1,
+        "delta_r_best_epoch": best[0],
         "r_final": finite(last.get("r")),
         "r_c_final": finite(last.get("r_c")),
         "test_accuracy": accuracy,
@@ -188,7 +169,7 @@ def curves(records: list[RunRecord]):
 
     result = []
     for record, label in zip(records, run_labels(records)):
-        xs = [e["epoch"] + 1 for e in record.epochs]
+        xs = [epoch_number(e) for e in record.epochs]
         values = {key: [finite(e.get(key)) for e in record.epochs] for key in ("delta_r", "r", "r_c")}
         result.append(Curve(label, record.objective, record.meta.get("status", "unknown"), xs, values))
     return result

@@ -24,7 +24,8 @@ from vmcr2_cli.errors import BadInput, RunFailed
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.loading import LoadedRun
 from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, per_class_recall
-from vmcr2_cli.evaluation.numbers import finite, finite_or_none
+from vmcr2_cli.numbers import finite, finite_or_none
+from vmcr2_cli.runs import epoch_number
 from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
 from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_dimension, feature_cosines,
                                             heatmap_sample, off_diagonal, principal_cosines,
@@ -168,7 +169,7 @@ def logged_rates(run, augmented: bool = True) -> dict[str, Any] | None:
         return None
     mode = "train mode, augmented" if augmented else "train mode"
     return {"delta_r": last.get("delta_r"), "r": last.get("r"), "r_c": last.get("r_c"),
-            "epoch": (last["epoch"] + 1) if isinstance(last.get("epoch"), int) else None,
+            "epoch": epoch_number(last) if isinstance(last.get("epoch"), int) else None,
             "mode": mode, "features": LOGGED_FEATURES.format(mode=mode)}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from vmcr2_cli.evaluation.loading import LoadedRun
-from vmcr2_cli.evaluation.numbers import finite_or_none
+from vmcr2_cli.numbers import finite_or_none
 from vmcr2_cli.evaluation.statistics import class_statistics
 from vmcr2_cli.evaluation.structure import energy_dimension, spectrum_share
 from vmcr2_cli.training.latching import latch_over_dataset

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .numerics import full_precision
@@ -11,7 +9,7 @@ from .validation import check_positive_int
 
 
 class CrossEntropy(nn.Module):
-    """Owns the head Linear(d, k); its forward is the mean cross-entropy of head(Z).
+    """Owns the head Linear(d, k); ``CEObjective`` takes the cross-entropy of its logits.
 
     Computed in float32 (autocast off) like the other objectives; the head's cost,
     m·d·k, is small next to the featurizer's.
@@ -29,10 +27,3 @@ class CrossEntropy(nn.Module):
             raise ValueError(f"Z must have shape (m, {self.feature_dim}), got {tuple(Z.shape)}")
         with full_precision(Z.device):
             return self.head(Z.to(self.head.weight.dtype))
-
-    def forward(self, Z: Tensor, labels: Tensor) -> Tensor:
-        """Mean cross-entropy of head(Z) against (m,) integer labels (any device)."""
-        logits = self.logits(Z)
-        if labels.dim() != 1 or labels.shape[0] != Z.shape[0]:
-            raise ValueError(f"labels must have shape ({Z.shape[0]},), got {tuple(labels.shape)}")
-        return F.cross_entropy(logits, labels.to(logits.device, torch.int64, non_blocking=True))

@@ -5,12 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+from vmcr2_cli.numbers import fmt_duration
+from vmcr2_cli.runs import epoch_number
 
 
 class TrainingDisplay:
@@ -44,11 +40,11 @@ class TrainingDisplay:
     def on_step(self, record: dict) -> None:
         status = f"ΔR {record['delta_r']:.3f}  loss {record['loss']:.4g}  {record['images_per_s']:,.0f} img/s"
         self.progress.update(self.task, completed=(record["step"] - 1) % self.steps_per_epoch + 1,
-                             epoch=record["epoch"] + 1, status=status)
+                             epoch=epoch_number(record), status=status)
 
     def on_epoch(self, record: dict) -> None:
         self.epoch_times.append(record["epoch_time_s"])
-        done = record["epoch"] + 1
+        done = epoch_number(record)
         remaining = (self.total_epochs - done) * sum(self.epoch_times) / len(self.epoch_times)
         variational = ""
         if "m_term" in record:
@@ -57,6 +53,6 @@ class TrainingDisplay:
             f"epoch {done:>{len(str(self.total_epochs))}}/{self.total_epochs}  "
             f"ΔR {record['delta_r']:8.4f}  R {record['r']:8.4f}  R_c {record['r_c']:8.4f}{variational}  "
             f"{record['epoch_time_s']:6.1f} s  {record['images_per_s']:8,.0f} img/s  "
-            f"ETA {format_duration(remaining)}")
+            f"ETA {fmt_duration(remaining)}")
         self.progress.reset(self.task, total=self.steps_per_epoch, epoch=min(done + 1, self.total_epochs),
                             epochs=self.total_epochs, status="")

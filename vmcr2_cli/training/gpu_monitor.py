@@ -31,12 +31,3 @@ class GpuMonitor:
             return {"gpu_util": float(util), "gpu_mem_mb": round(memory, 1)}
         except Exception:
             return {"gpu_util": None, "gpu_mem_mb": None}
-
-    def device_name(self) -> str | None:
-        if self._handle is None:
-            return None
-        try:
-            name = self._nvml.nvmlDeviceGetName(self._handle)
-            return name.decode() if isinstance(name, bytes) else name
-        except Exception:
-            return None

@@ -1,4 +1,4 @@
-"""How watch writes numbers, durations and statuses, in the dashboard and in ``--once`` alike.
+"""How watch shows statuses, runs and GPUs, in the dashboard and in ``--once`` alike (numbers: ``vmcr2_cli.numbers``).
 
 Colours are the 16 ANSI colours (by number), so a plain SSH terminal shows every
 distinction the dashboard makes; statuses also carry a symbol, so none rests on colour.
@@ -6,6 +6,7 @@ distinction the dashboard makes; statuses also carry a symbol, so none rests on 
 
 from __future__ import annotations
 
+from vmcr2_cli.numbers import NO_VALUE, fmt_memory
 from vmcr2_cli.objective_registry import OBJECTIVES
 
 # Rich styles (ANSI colour names) and symbols of each status.
@@ -22,7 +23,6 @@ OTHER_COLOURS = (7, 8)  # runs of an objective this vmcr2 does not know (each kn
 LATCH_COLOUR = 11
 LATCH_MARKER = "◆"
 EVAL_MARKER = "●"
-NO_VALUE = "—"
 
 
 def status_text(status: str) -> tuple[str, str]:
@@ -44,60 +44,6 @@ def run_colours(objectives: list[str | None]) -> list[int]:
     return colours
 
 
-def fmt_duration(seconds: float | None) -> str:
-    """``42s``, ``12m05s``, ``3h12m``, ``2d04h``."""
-    if seconds is None:
-        return NO_VALUE
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def fmt_value(value: float | None) -> str:
-    """A metric (ΔR, R, loss…) with about five significant digits."""
-    if value is None:
-        return NO_VALUE
-    size = abs(value)
-    if size == 0:
-        return "0"
-    if size >= 1e5 or size < 1e-3:
-        return f"{value:.3g}"
-    if size >= 1000:
-        return f"{value:.0f}"
-    if size >= 100:
-        return f"{value:.2f}"
-    if size >= 10:
-        return f"{value:.3f}"
-    return f"{value:.4f}"
-
-
-def fmt_seconds(seconds: float | None) -> str:
-    """An epoch time: ``12.3s``, or a duration past a minute."""
-    if seconds is None:
-        return NO_VALUE
-    return f"{seconds:.1f}s" if seconds < 60 else fmt_duration(seconds)
-
-
-def fmt_rate(per_second: float | None) -> str:
-    """Images per second: ``812``, ``4,321``, ``12.3k``."""
-    if per_second is None:
-        return NO_VALUE
-    if per_second >= 1e4:
-        return f"{per_second / 1e3:.1f}k"
-    return f"{per_second:,.0f}"
-
-
-def fmt_memory(mb: float | None) -> str:
-    if mb is None:
-        return NO_VALUE
-    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
-
-
 def fmt_gpu(has_gpu: bool | None, util: float | None, mem_mb: float | None) -> str:
     """``87% 10.2 GiB``, ``no GPU`` for a CPU run, ``—`` before any line."""
     if has_gpu is False:
@@ -114,14 +60,3 @@ def fmt_gpu(has_gpu: bool | None, util: float | None, mem_mb: float | None) -> s
 
 def fmt_epoch(done: int | None, total: int | None) -> str:
     return f"{NO_VALUE if done is None else done}/{NO_VALUE if total is None else total}"
-
-
-def fmt_accuracy(accuracy: float | None) -> str:
-    """An accuracy as a percentage (fractions ≤ 1 are scaled)."""
-    if accuracy is None:
-        return NO_VALUE
-    return f"{accuracy * 100 if accuracy <= 1 else accuracy:.1f}%"
-
-
-def fmt_int(value: int | None) -> str:
-    return NO_VALUE if value is None else f"{value:,}"

@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The trainer logs in ``epoch`` the 0-based index of the epoch a line belongs to
-# (training/trainer.py: ``while self.epoch < config.epochs`` … ``"epoch": self.epoch``),
-# so an epoch line with ``epoch: e`` means e + 1 epochs are done. Charts and the
-# summary count epochs done, 1 … total.
-EPOCH_INDEX_BASE = 0
+from vmcr2_cli.runs import add_epoch_line, epoch_number
 
+# Charts and the summary count epochs done, 1 … total (``runs.epoch_number``).
 PROGRESS_TYPES = ("epoch", "step")
 # The GPU time series keeps at most this many readings: past it, every other one is dropped,
 # so a dashboard left open for weeks holds the whole run's trend in bounded memory.
@@ -101,14 +98,10 @@ class RunHistory:
         index = as_number(record.get("epoch"))
         if index is None:
             return
-        # A resumed run may log again epochs it had logged before it stopped:
-        # the newer line replaces them and what followed.
-        while self.epochs and self.epochs[-1]["epoch"] >= index:
-            self.epochs.pop()
         r_v, r = as_number(record.get("r_v")), as_number(record.get("r"))
         if "r_v_over_r" not in record and r_v is not None and r:  # runs from before the key was logged
             record = {**record, "r_v_over_r": r_v / r}
-        self.epochs.append(record)
+        add_epoch_line(self.epochs, record)
         self._version += 1
 
     def _cached(self, name: str, build):
@@ -157,12 +150,12 @@ class RunHistory:
         """Epochs finished so far (from the last epoch line), None before the first."""
         if not self.epochs:
             return None
-        return int(self.epochs[-1]["epoch"]) - EPOCH_INDEX_BASE + 1
+        return epoch_number(self.epochs[-1])
 
     @staticmethod
     def epoch_x(line: dict[str, Any]) -> int:
         """The chart's x of an epoch line: epochs done when it was written (1 …)."""
-        return int(line["epoch"]) - EPOCH_INDEX_BASE + 1
+        return epoch_number(line)
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """``key`` over epochs done, skipping lines where it is missing or null."""

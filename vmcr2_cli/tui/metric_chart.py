@@ -17,7 +17,7 @@ from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal, Vertical
 from textual_plotext import PlotextPlot
 
-from vmcr2_cli.tui.formatting import fmt_value
+from vmcr2_cli.numbers import fmt_value
 
 
 @dataclass(frozen=True)

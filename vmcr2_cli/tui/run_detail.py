@@ -11,8 +11,8 @@ from textual.app import RenderResult
 from textual.widget import Widget
 
 from vmcr2_cli.objective_registry import objective_label
-from vmcr2_cli.tui.formatting import (fmt_accuracy, fmt_duration, fmt_gpu, fmt_int, fmt_rate, fmt_seconds,
-                                      fmt_value, status_text)
+from vmcr2_cli.numbers import fmt_accuracy, fmt_duration, fmt_int, fmt_rate, fmt_seconds, fmt_value
+from vmcr2_cli.tui.formatting import fmt_gpu, status_text
 from vmcr2_cli.tui.summary import RunSummary
 
 SEPARATOR = "  "

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vmcr2_cli.runs import STATUSES
-from vmcr2_cli.tui.formatting import fmt_duration
+from vmcr2_cli.numbers import fmt_duration
 from vmcr2_cli.tui.history import RunHistory, as_number
 
 STALL_FLOOR_S = 120.0

@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vmcr2_cli.objective_registry import objective_label
-from vmcr2_cli.tui.formatting import (NO_VALUE, fmt_accuracy, fmt_duration, fmt_epoch, fmt_gpu, fmt_int, fmt_rate,
-                                      fmt_seconds, fmt_value, status_text)
+from vmcr2_cli.numbers import NO_VALUE, fmt_accuracy, fmt_duration, fmt_int, fmt_rate, fmt_seconds, fmt_value
+from vmcr2_cli.tui.formatting import fmt_epoch, fmt_gpu, status_text
 from vmcr2_cli.tui.summary import RunSummary
 
 NAME_MIN_WIDTH = 16

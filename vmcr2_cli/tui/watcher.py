@@ -15,7 +15,6 @@ a partial last line held until its newline arrives, corrupt lines skipped and co
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -23,11 +22,6 @@ from typing import Any, Callable, Literal
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.runs import (CONFIG_FILE, LATEST_LINK, META_FILE, METRICS_FILE, MetricsTail, RunDir,
                             is_run_dir, runs_in, writer_alive)
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 only
-    import tomli as tomllib
 
 TargetKind = Literal["run", "link", "folder"]
 # Step lines parsed per read of a run's new lines: a run with 10⁶ of them opens in a second
@@ -144,8 +138,8 @@ class RunTail:
 
     def read_config(self) -> dict[str, Any]:
         try:
-            return tomllib.loads(self.run.config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return self.run.read_config_table()
+        except BadInput:  # a run being created or damaged: shown without its config
             return {}
 
     def read_meta_if_changed(self) -> dict[str, Any] | None:
