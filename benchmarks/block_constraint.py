@@ -20,7 +20,7 @@ import torch
 
 from vmcr2_cli.evaluation.loading import load_run, open_run
 from vmcr2_cli.objectives import ClassPartition
-from vmcr2_cli.training.trainer import frozen_batchnorm_statistics
+from vmcr2_cli.training.features import frozen_batchnorm_statistics
 
 
 def block_mask(q: int, k: int) -> torch.Tensor:

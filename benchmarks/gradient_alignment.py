@@ -32,7 +32,8 @@ from vmcr2_cli.objectives import ClassPartition, VariationalMCR2, rate_reduction
 from vmcr2_cli.objectives.tangent import tangent_bound, track
 from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.setup import load_training_data, resolve_device
-from vmcr2_cli.training.trainer import Trainer, step_seed
+from vmcr2_cli.data.seeding import step_seed
+from vmcr2_cli.training.trainer import Trainer
 
 MUS = (0.01, 0.03, 0.1, 1.0, 10.0, 100.0)
 TRACK_RATES = (1.0, 0.3, 0.1)

@@ -23,7 +23,9 @@ from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.setup import load_training_data
-from vmcr2_cli.training.trainer import Trainer, TrainingInterrupted, step_seed
+from vmcr2_cli.data.seeding import step_seed
+from vmcr2_cli.training.interrupts import TrainingInterrupted
+from vmcr2_cli.training.trainer import Trainer
 
 OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce")  # vmcr2-<method>: vmcr2_method = <method>
 CPU = torch.device("cpu")

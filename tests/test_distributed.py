@@ -232,7 +232,7 @@ def test_ctrl_c_then_resume_of_a_2_process_run_gives_the_uninterrupted_parameter
 
 
 def test_rank_0_keeps_the_one_process_dropout_stream_and_other_ranks_draw_their_own():
-    from vmcr2_cli.training.trainer import step_seed
+    from vmcr2_cli.data.seeding import step_seed
 
     assert step_seed(3, 10, rank=0) == step_seed(3, 10) == (3 * 1_000_003 + 10) % (2**63 - 1)
     assert len({step_seed(3, 10, rank) for rank in range(4)} | {step_seed(3, 11, 1)}) == 5

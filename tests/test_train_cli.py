@@ -100,7 +100,8 @@ def test_logged_delta_r_is_the_exact_delta_r_of_the_batch(tmp_path, capsys, obje
     """Rebuild step 0 from the seed: its batch, its dropout, the initial weights."""
     from vmcr2_cli.objectives import rate_reduction
     from vmcr2_cli.training.setup import load_training_data
-    from vmcr2_cli.training.trainer import Trainer, step_seed
+    from vmcr2_cli.data.seeding import step_seed
+    from vmcr2_cli.training.trainer import Trainer
 
     assert train_quick(tmp_path, "--objective", objective, "--epochs", "1", capsys=capsys)[0] == 0
     run = RunDir.open(tmp_path / "runs" / "latest")

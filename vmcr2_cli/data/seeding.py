@@ -22,3 +22,14 @@ def derive_seed(seed: int, purpose: str, *counters: int) -> int:
 def cpu_generator(seed: int, purpose: str, *counters: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with :func:`derive_seed`."""
     return torch.Generator().manual_seed(derive_seed(seed, purpose, *counters))
+
+
+def step_seed(seed: int, global_step: int, rank: int = 0) -> int:
+    """The seed of the global generator (dropout) for one step of process ``rank``.
+
+    Rank 0 keeps the single-process stream; other ranks draw streams of their own, so
+    that the shares of a global batch do not get the same dropout masks.
+    """
+    if rank:
+        return derive_seed(seed, "dropout", rank, global_step)
+    return (seed * 1_000_003 + global_step) % (2**63 - 1)

@@ -23,7 +23,7 @@ import torch
 from vmcr2_cli.errors import BadInput, RunFailed
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.loading import LoadedRun
-from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, per_class_recall
+from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, head_accuracy, per_class_recall
 from vmcr2_cli.numbers import finite, finite_or_none
 from vmcr2_cli.runs import epoch_number
 from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
@@ -69,14 +69,14 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
                  log: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Measure ``loaded``'s checkpoint; write the figures (and features) it asks for; return the results."""
     started = time.perf_counter()
-    run, config, dataset, trainer = loaded.run, loaded.config, loaded.dataset, loaded.trainer
+    run, config, dataset = loaded.run, loaded.config, loaded.dataset
     k, d = dataset.num_classes, config.feature_dim
     options.check(d)
     components = options.components or default_components(d, k)
 
     log(f"features of {dataset.num_train} training and {dataset.num_test} test images…")
-    train_z, train_y = trainer.evaluation_features(dataset.train_images, dataset.train_labels)
-    test_z, test_y = trainer.evaluation_features(dataset.test_images, dataset.test_labels)
+    train_z, train_y = loaded.evaluation_features(dataset.train_images, dataset.train_labels)
+    test_z, test_y = loaded.evaluation_features(dataset.test_images, dataset.test_labels)
     _check_finite(train_z, test_z, run.name)
 
     log("class moments, exact rates (float64) and subspaces…")
@@ -86,10 +86,7 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     recall = per_class_recall(predicted, test_y, k)
     log(f"kNN (cosine, k = {options.knn_k})…")
     knn_accuracy = accuracy(knn_predict(train_z, train_y, test_z, k, options.knn_k), test_y)
-    head_accuracy = None
-    cross_entropy = getattr(trainer.objective, "cross_entropy", None)
-    if cross_entropy is not None:
-        head_accuracy = accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
+    head = head_accuracy(loaded.networks.objective, test_z, test_y)
 
     effective = effective_dimension(stats.eigenvalues)
     dim90 = energy_dimension(stats.eigenvalues, DOMINANT_ENERGY)
@@ -115,7 +112,7 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
         "nearest_subspace_accuracy": ns_accuracy,
         "knn_accuracy": knn_accuracy,
         "knn_k": options.knn_k,
-        "head_accuracy": head_accuracy,
+        "head_accuracy": head,
         "exact": {"r": stats.r, "r_c": stats.r_c, "delta_r": stats.delta_r, "samples": stats.num_samples,
                   "dtype": "float64", "eps2": config.eps2, "features": EXACT_FEATURES},
         "logged": logged_rates(run, augmented=config.augment != "none"),

@@ -34,14 +34,14 @@ LATCH_FEATURES = "train mode (dropout on, BatchNorm on batch statistics){augment
 def latch_run(loaded: LoadedRun, *, write: bool = False,
               log: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Latch the run's Γ, A over its training set; with ``write``, store them in its checkpoint."""
-    run, config, dataset, trainer = loaded.run, loaded.config, loaded.dataset, loaded.trainer
+    run, config, dataset = loaded.run, loaded.config, loaded.dataset
     k = dataset.num_classes
-    variational = trainer.objective.variational
+    variational = loaded.networks.objective.variational
     q = variational.dictionary_size
     atoms = q // k
 
     log(f"training-mode features of {dataset.num_train} images (Algorithm 2's Z_θ)…")
-    features, labels = trainer.latching_features()
+    features, labels = loaded.latching_features()
     log("latching Γ and A (Algorithm 2)…")
     report = latch_over_dataset(variational, features, labels, k, config.batch_size, seed=config.seed)
     log("class spectra and the exact rates over the training set (float64)…")

@@ -29,15 +29,26 @@ class OpenedRun:
 
 @dataclass
 class LoadedRun:
-    """A run at its last checkpoint: ``trainer`` holds the model and objective with its weights."""
+    """A run at its last checkpoint: ``networks`` holds its model and objective with their weights."""
 
     run: RunDir
     config: TrainConfig
     meta: dict[str, Any]
     state: dict[str, Any]  # the checkpoint, on the CPU
     dataset: Any  # ImageDataset
-    trainer: Any  # Trainer
+    networks: Any  # training.networks.Networks
     device: Any  # torch.device
+
+    def evaluation_features(self, images, labels):
+        """Features of an image set in eval mode, in batches of the run's size."""
+        return self.networks.evaluation_features(images, labels, self.dataset, self.config.batch_size)
+
+    def latching_features(self):
+        """The training set's features as the checkpoint's epoch's training steps see them."""
+        from vmcr2_cli.training.setup import training_loader
+
+        loader = training_loader(self.config, self.dataset, self.device, self.networks.channels_last)
+        return self.networks.latching_features(loader, self.epoch, self.config.seed)
 
     @property
     def epoch(self) -> int:
@@ -71,8 +82,9 @@ def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path |
         data_root: where the dataset's files are, when not where the run found them.
         purpose: the command's name, for messages.
     """
+    from vmcr2_cli.training.checkpoints import check_checkpoint
+    from vmcr2_cli.training.networks import Networks
     from vmcr2_cli.training.setup import load_training_data, resolve_device
-    from vmcr2_cli.training.trainer import Trainer, check_checkpoint
 
     run = opened.run
     try:
@@ -90,6 +102,6 @@ def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path |
     check_checkpoint(state, config, where)  # before the dataset loads
     log(f"loading {config.dataset} for {run.name}…")
     dataset = load_training_data(config)
-    trainer = Trainer(config, dataset, run, torch_device)
-    trainer.restore(state, where)
-    return LoadedRun(run, config, opened.meta, state, dataset, trainer, torch_device)
+    networks = Networks.build(config, dataset, torch_device)
+    networks.load(state, where)
+    return LoadedRun(run, config, opened.meta, state, dataset, networks, torch_device)

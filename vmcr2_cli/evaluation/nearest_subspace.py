@@ -73,6 +73,14 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
     return (predicted == labels.to(predicted.device)).double().mean().item()
 
 
+def head_accuracy(objective, test_z: torch.Tensor, test_y: torch.Tensor) -> float | None:
+    """The test accuracy of the objective's CE head on ``test_z``; None for an objective without one."""
+    cross_entropy = getattr(objective, "cross_entropy", None)
+    if cross_entropy is None:
+        return None
+    return accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
+
+
 def per_class_recall(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(k,) float64: the fraction of each class's test samples predicted correctly (NaN if none)."""
     labels = labels.to(predicted.device)

@@ -1,11 +1,16 @@
-"""Features of a whole image set, computed in batches (eval mode, no augmentation)."""
+"""Features of a whole image set, computed in batches: in eval mode for classification, and
+in train mode, as the training steps see them, for latching."""
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager, contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
 
-from vmcr2_cli.data import iterate_eval
+from vmcr2_cli.data import DeviceLoader, iterate_eval
+from vmcr2_cli.data.seeding import step_seed
 
 
 @torch.no_grad()
@@ -24,3 +29,43 @@ def extract_features(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     finally:
         model.train(was_training)
     return torch.cat(chunks), labels.to(device)
+
+
+@contextmanager
+def frozen_batchnorm_statistics(model: torch.nn.Module) -> Iterator[None]:
+    """Train mode whose BatchNorm layers normalize by batch statistics without updating running ones."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    was_training = model.training
+    model.train()
+    for norm in norms:
+        norm.momentum = 0.0  # running = (1 − 0)·running + 0·batch
+    try:
+        yield
+    finally:
+        for norm, (momentum, tracked) in zip(norms, saved):
+            norm.momentum = momentum
+            norm.num_batches_tracked.copy_(tracked)
+        model.train(was_training)
+
+
+@torch.no_grad()
+def training_mode_features(model: nn.Module, loader: DeviceLoader, epoch: int, *, seed: int, rank: int = 0,
+                           autocast: AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of the training set as the training steps see them (Algorithm 2's Z_θ).
+
+    M compares ΓDiag(A_j)Γᵀ with the second moments of *training* batches, so Γ and A
+    are latched on the same features: train mode (dropout on), ``epoch``'s order and
+    augmentation, BatchNorm on batch statistics. Eval-mode features differ a lot
+    (with the paper's dropout, R of a batch is ~3× smaller) and latching on them
+    makes θ chase a target its batches cannot match, collapsing the features.
+    BatchNorm's running statistics are left untouched.
+    """
+    chunks, labels = [], []
+    with frozen_batchnorm_statistics(model):
+        for step, batch in loader.epoch(epoch):
+            torch.manual_seed(step_seed(seed, -1 - step, rank))  # a dropout stream of its own
+            with autocast:
+                chunks.append(model(batch.images).float())
+            labels.append(batch.labels)
+    return torch.cat(chunks), torch.cat(labels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components
+from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, head_accuracy
 from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
 
 
@@ -22,7 +22,7 @@ def final_evaluation(trainer) -> dict[str, float | int]:
         "nearest_subspace_accuracy": accuracy(predicted, test_y),
         "components": components,
     }
-    cross_entropy = getattr(trainer.objective, "cross_entropy", None)
-    if cross_entropy is not None:
-        result["head_accuracy"] = accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
+    head = head_accuracy(trainer.objective, test_z, test_y)
+    if head is not None:
+        result["head_accuracy"] = head
     return result

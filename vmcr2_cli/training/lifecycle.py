@@ -94,7 +94,7 @@ def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> d
     from vmcr2_cli.config import RESUME_CHANGEABLE, config_from_dict, load_config_file, to_toml
     from vmcr2_cli.distributed import run_for_rank
     from vmcr2_cli.runs import RunDir, atomic_write_text
-    from vmcr2_cli.training.trainer import check_checkpoint
+    from vmcr2_cli.training.checkpoints import check_checkpoint
 
     where = f"--resume {path}"
     locks: list = []

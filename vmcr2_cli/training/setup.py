@@ -7,7 +7,8 @@ import dataclasses
 import torch
 
 from vmcr2_cli.config import TrainConfig, check_data_fit
-from vmcr2_cli.data import ImageDataset, load_dataset
+from vmcr2_cli.data import DeviceLoader, ImageDataset, load_dataset
+from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.errors import BadInput
 
 
@@ -56,3 +57,12 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
         dataset = dataclasses.replace(dataset, train_images=dataset.train_images[keep],
                                       train_labels=dataset.train_labels[keep], clean_train_labels=None)
     return dataset
+
+
+def training_loader(config: TrainConfig, dataset: ImageDataset, device: torch.device, channels_last: bool,
+                    dist: Distributed = SINGLE_PROCESS) -> DeviceLoader:
+    """The training batches of ``config``: this process's share of each, in the seeded order."""
+    return DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,
+                        augment=config.augment, mean=dataset.mean, std=dataset.std,
+                        seed=config.seed, drop_last=True, channels_last=channels_last,
+                        rank=dist.rank, world_size=dist.world_size)

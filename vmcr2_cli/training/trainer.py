@@ -18,52 +18,24 @@ epoch's end, so nondeterministic GPU kernels cannot make the copies drift apart.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
-from vmcr2_cli.config import RESUME_CHANGEABLE, TrainConfig
+from vmcr2_cli.config import TrainConfig
 from vmcr2_cli.data import ImageDataset
-from vmcr2_cli.data.device_loader import DeviceLoader
-from vmcr2_cli.data.seeding import derive_seed
+from vmcr2_cli.data.seeding import step_seed
 from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
-from vmcr2_cli.errors import BadInput
-from vmcr2_cli.models import build_featurizer
-from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError,
-                                  ObjectiveSettings, StepResult, build_objective)
+from vmcr2_cli.objectives import ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError, StepResult
 from vmcr2_cli.runs import RunDir
-from vmcr2_cli.training.features import extract_features
+from vmcr2_cli.training.checkpoints import CHECKPOINT_VERSION, check_checkpoint
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import latch_over_dataset
+from vmcr2_cli.training.networks import Networks, not_fitting
 from vmcr2_cli.training.optim import build_optimizer, build_scheduler
-
-CHECKPOINT_VERSION = 1
-CHECKPOINT_KEYS = ("version", "model", "objective", "optimizer", "scheduler", "epoch", "step_in_epoch",
-                   "global_step", "latched", "accumulator")
-# Keys of config.toml that may differ from the checkpoint's copy: what --resume may change, and the label.
-EDITABLE_KEYS = (*RESUME_CHANGEABLE, "description")
-
-
-@contextmanager
-def frozen_batchnorm_statistics(model: torch.nn.Module) -> Iterator[None]:
-    """Train mode whose BatchNorm layers normalize by batch statistics without updating running ones."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-    was_training = model.training
-    model.train()
-    for norm in norms:
-        norm.momentum = 0.0  # running = (1 − 0)·running + 0·batch
-    try:
-        yield
-    finally:
-        for norm, (momentum, tracked) in zip(norms, saved):
-            norm.momentum = momentum
-            norm.num_batches_tracked.copy_(tracked)
-        model.train(was_training)
-
+from vmcr2_cli.training.setup import training_loader
 
 class NonFiniteLoss(Exception):
     """The loss became NaN or ±inf; the last good checkpoint is kept."""
@@ -71,17 +43,6 @@ class NonFiniteLoss(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"non-finite loss at step {step}")
         self.step = step
-
-
-def step_seed(seed: int, global_step: int, rank: int = 0) -> int:
-    """The seed of the global generator (dropout) for one step of process ``rank``.
-
-    Rank 0 keeps the single-process stream; other ranks draw streams of their own, so
-    that the shares of a global batch do not get the same dropout masks.
-    """
-    if rank:
-        return derive_seed(seed, "dropout", rank, global_step)
-    return (seed * 1_000_003 + global_step) % (2**63 - 1)
 
 
 @dataclass
@@ -132,25 +93,13 @@ class Trainer:
         self.dist = dist
         # What the objective needs from the other processes; None keeps the one-process path.
         self.collective = dist if dist.enabled else None
-        torch.manual_seed(config.seed)  # initial weights and Γ (the same on every rank)
-        k = dataset.num_classes
-        self.model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
-                                      feature_dim=config.feature_dim, stem=config.stem,
-                                      width=config.width, image_size=dataset.image_shape[1:]).to(device)
-        self.channels_last = device.type == "cuda"
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.networks = Networks.build(config, dataset, device)
+        self.model, self.objective = self.networks.model, self.networks.objective
+        self.autocast = self.networks.autocast
         self.train_model = dist.data_parallel(self.model, device)
-        self.objective = build_objective(config.objective, config.feature_dim, k,
-                                         ObjectiveSettings.of(config)).to(device)
         self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)
         self.scheduler = build_scheduler(self.optimizer, config)
-        self.loader = DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,
-                                   augment=config.augment, mean=dataset.mean, std=dataset.std,
-                                   seed=config.seed, drop_last=True, channels_last=self.channels_last,
-                                   rank=dist.rank, world_size=dist.world_size)
-        self.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                       enabled=device.type == "cuda" and config.precision == "bf16")
+        self.loader = training_loader(config, dataset, device, self.networks.channels_last, dist)
         self.gpu = GpuMonitor(device)
         self.epoch = 0  # the epoch in progress (0-based)
         self.step_in_epoch = 0  # steps of ``epoch`` already done
@@ -187,15 +136,9 @@ class Trainer:
         """``load_state_dict``, for a checkpoint read from a file: BadInput (one line, starting
         with ``where``) when it is not a checkpoint this run can continue from."""
         check_checkpoint(state, self.config, where)
-        for part, module in (("model", self.model), ("objective", self.objective)):
-            difference = _state_difference(state[part], module.state_dict())
-            if difference:
-                raise BadInput(f"{where}: the checkpoint does not fit the run's config.toml: its {part} {difference}")
-        try:
+        self.networks.check_fits(state, where)
+        with not_fitting(where):
             self.load_state_dict(state)
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise BadInput(f"{where}: the checkpoint does not fit the run's config.toml: {first}") from None
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -231,32 +174,13 @@ class Trainer:
         self.latched = True
         return record
 
-    @torch.no_grad()
     def latching_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of the training set as the training steps see them (Algorithm 2's Z_θ).
-
-        M compares ΓDiag(A_j)Γᵀ with the second moments of *training* batches, so Γ and A
-        are latched on the same features: train mode (dropout on), this epoch's
-        augmentation, BatchNorm on batch statistics. Eval-mode features differ a lot
-        (with the paper's dropout, R of a batch is ~3× smaller) and latching on them
-        makes θ chase a target its batches cannot match, collapsing the features.
-        BatchNorm's running statistics are left untouched.
-        """
-        chunks, labels = [], []
-        with frozen_batchnorm_statistics(self.model):
-            for step, batch in self.loader.epoch(self.epoch):
-                torch.manual_seed(step_seed(self.config.seed, -1 - step, self.dist.rank))  # a dropout stream of its own
-                with self.autocast:
-                    chunks.append(self.model(batch.images).float())
-                labels.append(batch.labels)
-        return torch.cat(chunks), torch.cat(labels)
+        """This process's share of the training set's features, as this epoch's steps see them."""
+        return self.networks.latching_features(self.loader, self.epoch, self.config.seed, self.dist.rank)
 
     def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of an image set in eval mode, without augmentation (for classification)."""
-        with self.autocast:
-            return extract_features(self.model, images, labels, mean=self.dataset.mean, std=self.dataset.std,
-                                    device=self.device, batch_size=self.config.batch_size,
-                                    channels_last=self.channels_last)
+        return self.networks.evaluation_features(images, labels, self.dataset, self.config.batch_size)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop: StopRequested) -> None:
@@ -364,46 +288,6 @@ class Trainer:
         if bad >= 0:
             raise NonFiniteLoss(bad)
 
-
-
-def check_checkpoint(state: object, config: TrainConfig, where: str) -> None:
-    """BadInput (one line) unless ``state`` is a checkpoint of this version or older, written
-    under ``config`` (up to the keys a resume may change)."""
-    if not isinstance(state, dict):
-        raise BadInput(f"{where}: not a vmcr2 checkpoint (a {type(state).__name__}, not a dict)")
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    if missing:
-        raise BadInput(f"{where}: not a vmcr2 checkpoint (no {', '.join(missing)})")
-    version = state["version"]
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise BadInput(f"{where}: the checkpoint is of version {version}, newer than this vmcr2 reads "
-                       f"({CHECKPOINT_VERSION}): upgrade vmcr2 to continue or evaluate it")
-    saved = state.get("config")  # absent from checkpoints written before it was stored
-    if isinstance(saved, dict):
-        now = config.to_dict()
-        edited = [key for key in saved if key in now and key not in EDITABLE_KEYS and saved[key] != now[key]]
-        if edited:
-            changes = ", ".join(f"{key} {saved[key]!r} → {now[key]!r}" for key in edited)
-            raise BadInput(f"{where}: config.toml was edited after the checkpoint was written ({changes}); "
-                           f"put it back, or train a new run")
-
-
-def _state_difference(saved: object, expected: dict[str, torch.Tensor]) -> str | None:
-    """How a saved state_dict differs from the one a module has (first difference), or None."""
-    if not isinstance(saved, dict):
-        return f"is a {type(saved).__name__}, not a state_dict"
-    missing = [key for key in expected if key not in saved]
-    if missing:
-        return f"lacks {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
-    unexpected = [key for key in saved if key not in expected]
-    if unexpected:
-        return f"has {', '.join(unexpected[:3])}{' …' if len(unexpected) > 3 else ''}, which this one does not"
-    for key, tensor in expected.items():
-        value = saved[key]
-        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            return f"has {key} of shape {shape}, this one {tuple(tensor.shape)}"
-    return None
 
 
 def _signal_name(stop: StopRequested) -> str:

@@ -1,0 +1,91 @@
+"""The featurizer f_θ and the objective of a configuration, on a device: one factory for the
+trainer, eval, latch and bench.
+
+Building is seeded by ``config.seed`` alone (initial weights, then Γ), so every process
+of a data-parallel run and every command that rebuilds a run gets the same networks;
+a checkpoint's weights are then loaded with :meth:`Networks.load`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from vmcr2_cli.config import TrainConfig
+from vmcr2_cli.data import DeviceLoader, ImageDataset
+from vmcr2_cli.errors import BadInput
+from vmcr2_cli.models import build_featurizer
+from vmcr2_cli.objectives import ObjectiveSettings, TrainingObjective, build_objective
+from vmcr2_cli.training.checkpoints import state_difference
+from vmcr2_cli.training.features import extract_features, training_mode_features
+
+
+@dataclass
+class Networks:
+    """f_θ and the objective on ``device``, and how f_θ runs there.
+
+    ``channels_last``: NHWC images and weights (faster convolutions on CUDA);
+    ``autocast``: bf16 autocast of the backbone on CUDA when ``precision = "bf16"``
+    (the objectives compute in float32 or float64 whatever it is).
+    """
+
+    model: nn.Module
+    objective: TrainingObjective
+    device: torch.device
+    channels_last: bool
+    autocast: AbstractContextManager
+
+    @classmethod
+    def build(cls, config: TrainConfig, dataset: ImageDataset, device: torch.device) -> "Networks":
+        torch.manual_seed(config.seed)  # initial weights and Γ: the same on every process
+        model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
+                                 feature_dim=config.feature_dim, stem=config.stem,
+                                 width=config.width, image_size=dataset.image_shape[1:]).to(device)
+        channels_last = device.type == "cuda"
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        objective = build_objective(config.objective, config.feature_dim, dataset.num_classes,
+                                    ObjectiveSettings.of(config)).to(device)
+        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                  enabled=device.type == "cuda" and config.precision == "bf16")
+        return cls(model, objective, device, channels_last, autocast)
+
+    def check_fits(self, state: dict, where: str) -> None:
+        """BadInput (one line) unless the checkpoint's weights have the shapes of these networks."""
+        for part, module in (("model", self.model), ("objective", self.objective)):
+            difference = state_difference(state[part], module.state_dict())
+            if difference:
+                raise BadInput(f"{where}: the checkpoint does not fit the run's config.toml: its {part} {difference}")
+
+    def load(self, state: dict, where: str) -> None:
+        """The checkpoint's f_θ and objective (Γ, A or the CE head); BadInput when they do not fit."""
+        self.check_fits(state, where)
+        with not_fitting(where):
+            self.model.load_state_dict(state["model"])
+            self.objective.load_state_dict(state["objective"])
+
+    def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
+                            batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of an image set in eval mode, without augmentation (for classification)."""
+        with self.autocast:
+            return extract_features(self.model, images, labels, mean=dataset.mean, std=dataset.std,
+                                    device=self.device, batch_size=batch_size, channels_last=self.channels_last)
+
+    def latching_features(self, loader: DeviceLoader, epoch: int, seed: int,
+                          rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the training set as ``epoch``'s training steps see them (see ``training_mode_features``)."""
+        return training_mode_features(self.model, loader, epoch, seed=seed, rank=rank, autocast=self.autocast)
+
+
+@contextmanager
+def not_fitting(where: str) -> Iterator[None]:
+    """The errors of ``load_state_dict`` on a checkpoint that does not fit, as one-line BadInput."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInput(f"{where}: the checkpoint does not fit the run's config.toml: {first}") from None
