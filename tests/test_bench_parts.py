@@ -15,6 +15,7 @@ from vmcr2_cli.bench.settings import BACKBONES, REFERENCE, VARIANTS, VMCR2_VARIA
 from vmcr2_cli.bench.timing import CaseTiming, TimingPlan, summarize, time_budgeted
 from vmcr2_cli.objective_registry import VMCR2_METHODS
 from vmcr2_cli.bench.workload import latch_on_batch, subspace_features
+from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.registry import MODEL_BUILDERS
 from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
 
@@ -157,3 +158,36 @@ def test_a_cpu_call_reports_the_memory_it_touched():
     if large is None:
         pytest.skip("this system has no /proc/self/clear_refs")
     assert large >= 90e6 > small
+
+
+def test_bench_precisions_and_dataset_sizes_are_trainings_own():
+    from vmcr2_cli.bench.settings import DATASET_SIZES, PRECISIONS
+    from vmcr2_cli.config import FIELDS
+    from vmcr2_cli.data.registry import DATASETS
+
+    assert PRECISIONS == FIELDS["precision"].metadata["choices"]
+    assert all(DATASETS[name].num_train == size for name, size in DATASET_SIZES.items())
+    with pytest.raises(BadInput, match="--precision: unknown 'fp16'"):
+        make_settings(classes="10", precision="fp16")
+
+
+def test_the_benchs_training_step_is_the_trainers_step(monkeypatch):
+    """The timed step calls training/step.py, which the trainer's own step also calls."""
+    from vmcr2_cli.bench import cases
+    from vmcr2_cli.bench.settings import make_settings as settings_of
+
+    calls = []
+    real = cases.run_training_step
+    monkeypatch.setattr(cases, "run_training_step", lambda *args: calls.append(args) or real(*args))
+    settings = settings_of(classes="4", batch_size=16, dim=8, atoms_per_class=2, backbone="mnist-cnn",
+                           device="cpu", variants="vmcr2")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(16, 1, 32, 32, generator=generator)
+    labels = torch.arange(16) % 4
+    backbone = cases.Backbone(settings, torch.device("cpu"), images)
+    under_test = cases.ObjectiveUnderTest("vmcr2", settings, 4, torch.device("cpu"),
+                                          (backbone.sample_features(), labels), generator)
+    before = [p.detach().clone() for p in backbone.model.parameters()]
+    cases.training_step(backbone, under_test, labels)()
+    assert len(calls) == 1 and calls[0][0] is backbone.model and calls[0][1] is under_test
+    assert any(not torch.equal(a, b) for a, b in zip(before, backbone.model.parameters()))

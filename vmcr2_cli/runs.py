@@ -200,6 +200,10 @@ class MetricsTail:
     corrupt_lines: int = 0
     skipped_lines: int = 0
     _partial: bytes = field(default=b"", repr=False)
+    _skipped: tuple[bytes, ...] = field(default=(), init=False, repr=False)  # prefixes of skip_types' lines
+
+    def __post_init__(self) -> None:
+        self._skipped = tuple(_type_prefix(kind) for kind in self.skip_types)
 
     def read_new(self) -> list[dict[str, Any]]:
         try:
@@ -221,7 +225,7 @@ class MetricsTail:
         return records
 
     def _parse(self, lines: list[bytes], stride: int, records: list[dict[str, Any]]) -> None:
-        skipped = tuple(_type_prefix(kind) for kind in self.skip_types)
+        skipped = self._skipped
         step = _type_prefix("step")
         newest_step = -1  # kept whatever the stride: the latest progress
         if stride > 1:
@@ -336,8 +340,7 @@ class RunDir:
         """The run at ``path`` (``runs/latest`` is followed); BadInput if it is not one."""
         given = Path(path)
         resolved = given.resolve()
-        if given.is_symlink() and not resolved.exists():
-            raise BadInput(f"not a run directory: {path} points to {os.readlink(given)}, which does not exist")
+        check_not_dangling(given, "not a run directory: ")
         if not resolved.is_dir():
             raise BadInput(f"not a run directory: {path} (no such folder)")
         if not (resolved / META_FILE).is_file() or not (resolved / CONFIG_FILE).is_file():
@@ -533,6 +536,12 @@ def point_latest(run: RunDir) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(run.name, tmp)
     os.replace(tmp, link)
+
+
+def check_not_dangling(path: Path, prefix: str = "") -> None:
+    """BadInput when ``path`` is a symlink to nothing (``runs/latest`` after its run was deleted)."""
+    if path.is_symlink() and not path.exists():
+        raise BadInput(f"{prefix}{path} points to {os.readlink(path)}, which does not exist")
 
 
 def is_run_dir(path: Path) -> bool:

@@ -6,9 +6,11 @@ objective's ``step`` — for V-MCR² the Γ/A update of its method and the θ lo
 every objective the exact ΔR the trainer logs — and back-propagates the loss. The
 ``mcr2-reference`` variant replaces the objective by ``rate_reduction_reference``
 (one d×d Cholesky per class in a Python loop: the cost profile of the original MCR²
-code, the paper's baseline). The training step adds the backbone's forward (bf16
-autocast and channels_last on a GPU, as training does), ``zero_grad`` and the
-optimizer's step. Data loading and augmentation are not part of any step.
+code, the paper's baseline). The whole training step is the trainer's own
+(``training/step.py``): the backbone's forward at ``--precision`` (bf16 autocast on a
+GPU by default, as training does; channels_last there), the objective's step,
+``zero_grad``, backward and the optimizer's step. Data loading and augmentation are not
+part of any step.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from vmcr2_cli.models import build_featurizer
-from vmcr2_cli.objectives import (ClassPartition, ObjectiveSettings, TrainingObjective, build_objective,
+from vmcr2_cli.objectives import (ClassPartition, ObjectiveSettings, StepResult, TrainingObjective, build_objective,
                                   rate_reduction_reference)
+from vmcr2_cli.training.networks import backbone_autocast, on_device
+from vmcr2_cli.training.step import training_step as run_training_step
 
 from .settings import REFERENCE, VMCR2_VARIANTS, BenchSettings
 from .workload import latch_on_batch
 
 Step = Callable[[], None]
-LossFn = Callable[[Tensor, Tensor], Tensor]  # (features, CPU labels) → loss to minimize
 
 # The paper's optimizer for MCR² and V-MCR² (§4.1); its cost is the same for every lr.
 LEARNING_RATE = 1e-3
@@ -49,13 +52,8 @@ class ObjectiveUnderTest:
         self.variant = variant
         self.classes = classes
         self.objective: TrainingObjective | None = None
+        self.eps2, self.dtype = settings.eps2, settings.torch_dtype
         if variant == REFERENCE:
-            eps2, dtype = settings.eps2, settings.torch_dtype
-
-            def reference_loss(Z: Tensor, labels: Tensor) -> Tensor:
-                return -rate_reduction_reference(Z, labels, classes, eps2, dtype).delta_r
-
-            self.loss: LossFn = reference_loss
             return
         method = VMCR2_VARIANTS.get(variant)
         objective_settings = ObjectiveSettings(eps2=settings.eps2, dtype=settings.torch_dtype,
@@ -65,13 +63,13 @@ class ObjectiveUnderTest:
         if method:
             Z, labels = latch_features
             latch_on_batch(self.objective.variational, Z, ClassPartition(labels, classes), generator)
-        objective = self.objective
 
-        def objective_loss(Z: Tensor, labels: Tensor) -> Tensor:
-            partition = ClassPartition(labels, classes)  # per step, from CPU labels, as the trainer does
-            return objective.step(Z, partition).loss
-
-        self.loss = objective_loss
+    def step(self, Z: Tensor, partition: ClassPartition, collective=None) -> StepResult:
+        """The objective's ``step`` (what the trainer calls); the reference: −ΔR by its per-class loop."""
+        if self.objective is None:
+            return StepResult(-rate_reduction_reference(Z, partition.labels, self.classes, self.eps2,
+                                                        self.dtype).delta_r, {})
+        return self.objective.step(Z, partition, collective=collective)
 
     def parameters(self) -> list[nn.Parameter]:
         return [] if self.objective is None else list(self.objective.parameters())
@@ -83,7 +81,8 @@ def objective_step(under_test: ObjectiveUnderTest, Z: Tensor, labels: Tensor) ->
 
     def step() -> None:
         features = Z.detach().requires_grad_()
-        loss = under_test.loss(features, labels)
+        partition = ClassPartition(labels, under_test.classes)  # per step, from CPU labels, as the trainer does
+        loss = under_test.step(features, partition).loss
         for parameter in parameters:
             parameter.grad = None
         loss.backward()
@@ -99,14 +98,12 @@ class Backbone:
         self.images = images
         model = build_featurizer(settings.backbone, in_channels=settings.image_channels,
                                  feature_dim=settings.dim, stem=settings.stem)
-        model = model.to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model.train()
+        self.model = on_device(model, device).train()
+        self.autocast = backbone_autocast(device, settings.precision)
 
     def features(self) -> Tensor:
-        """The batch's features (m, d), with a graph; bf16 autocast on a GPU, as the trainer runs it."""
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        """The batch's features (m, d), with a graph, at the trainer's precision."""
+        with self.autocast:
             return self.model(self.images)
 
     @torch.no_grad()
@@ -123,11 +120,8 @@ def training_step(backbone: Backbone, under_test: ObjectiveUnderTest, labels: Te
     optimizer = backbone.optimizer(under_test.parameters())
 
     def step() -> None:
-        Z = backbone.features()
-        loss = under_test.loss(Z, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        partition = ClassPartition(labels, under_test.classes)  # per step, from CPU labels, as the trainer does
+        run_training_step(backbone.model, under_test, optimizer, backbone.autocast, backbone.images, partition)
 
     return step
 

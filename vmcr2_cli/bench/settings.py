@@ -29,6 +29,7 @@ VARIANTS = (REFERENCE, *(variant for name in OBJECTIVES
 # by default: the paper's dataset for that architecture.
 BACKBONES = {"mnist-cnn": (1, "mnist"), "resnet18": (3, "cifar100"), "preact-resnet18": (3, "cifar100")}
 STEMS = ("imagenet", "cifar")
+PRECISIONS = ("bf16", "fp32")  # of the backbone on a GPU, as the config's ``precision`` key
 DTYPES = ("float32", "float64")  # the objectives compute in float32 or float64, never half
 # Training-set sizes (images) of the datasets, by their ``data.registry`` names.
 DATASET_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000,
@@ -62,6 +63,7 @@ class BenchSettings:
     device: str  # as given: auto, cpu, cuda, cuda:N
     backbone: str | None  # None: the objectives alone
     stem: str  # ResNet18's stem (the paper's is ImageNet's 7×7/2 + max-pool)
+    precision: str  # the backbone's autocast on a GPU: bf16 or fp32
     dataset_size: int  # training images per projected epoch
     dataset_name: str | None  # the dataset that gave dataset_size, if one did
     repeats: int  # timed calls per case, at most
@@ -93,7 +95,7 @@ class BenchSettings:
             "classes": list(self.classes), "variants": list(self.variants), "batch_size": self.batch_size,
             "dim": self.dim, "atoms_per_class": self.atoms_per_class, "eps2": self.eps2, "dtype": self.dtype,
             "device": self.device, "backbone": self.backbone, "stem": self.stem if self.backbone == "resnet18"
-            else None, "dataset_size": self.dataset_size, "dataset_name": self.dataset_name,
+            else None, "precision": self.precision if self.backbone else None, "dataset_size": self.dataset_size, "dataset_name": self.dataset_name,
             "steps_per_epoch": self.steps_per_epoch(), "repeats": self.repeats, "warmup": self.warmup,
             "budget_s": self.budget_s, "threads": self.threads, "seed": self.seed,
         }
@@ -159,6 +161,7 @@ def make_settings(
     device: str = "auto",
     backbone: str | None = None,
     stem: str = "imagenet",
+    precision: str = "bf16",
     dataset_size: str | None = None,
     repeats: int = DEFAULT_REPEATS,
     warmup: int = DEFAULT_WARMUP,
@@ -196,13 +199,15 @@ def make_settings(
         raise BadInput(f"--backbone: unknown {backbone!r}; choose from {', '.join(BACKBONES)}")
     if stem not in STEMS:
         raise BadInput(f"--stem: unknown {stem!r}; choose from {', '.join(STEMS)}")
+    if precision not in PRECISIONS:
+        raise BadInput(f"--precision: unknown {precision!r}; choose from {', '.join(PRECISIONS)}")
     size, preset = parse_dataset_size(dataset_size, backbone)
     if backbone is not None and size < batch_size:
         raise BadInput(f"--dataset-size {size} is smaller than one batch of {batch_size}: an epoch "
                        f"would have no step")
     return BenchSettings(
         classes=class_counts, variants=chosen, batch_size=batch_size, dim=dim, atoms_per_class=atoms_per_class,
-        eps2=float(eps2), dtype=dtype, device=device, backbone=backbone, stem=stem, dataset_size=size,
+        eps2=float(eps2), dtype=dtype, device=device, backbone=backbone, stem=stem, precision=precision, dataset_size=size,
         dataset_name=preset, repeats=repeats, warmup=warmup, budget_s=float(budget_s), threads=threads,
         seed=seed,
     )

@@ -31,6 +31,8 @@ def bench(
                                            help="Also time whole training steps with this featurizer on "
                                                 "synthetic 32×32 images: " + ", ".join(defaults.BACKBONES) + "."),
     stem: str = typer.Option("imagenet", "--stem", help="ResNet18's stem: imagenet (the paper's) or cifar."),
+    precision: str = typer.Option("bf16", "--precision", help="The backbone's autocast on a GPU, as training's "
+                                                              "precision key: bf16 or fp32."),
     dataset_size: Optional[str] = typer.Option(
         None, "--dataset-size", help="Training images per epoch for the projected epoch time: a number or a "
                                      "dataset (" + ", ".join(f"{name} {size}" for name, size in
@@ -60,7 +62,7 @@ def bench(
 
     settings = make_settings(
         classes=classes, variants=variants, batch_size=batch_size, dim=dim, atoms_per_class=atoms_per_class,
-        eps2=eps2, dtype=dtype, device=device, backbone=backbone, stem=stem, dataset_size=dataset_size,
+        eps2=eps2, dtype=dtype, device=device, backbone=backbone, stem=stem, precision=precision, dataset_size=dataset_size,
         repeats=repeats, warmup=warmup, budget_s=budget, threads=threads, seed=seed,
     )
     messages = Console(stderr=True, highlight=False)

@@ -44,15 +44,11 @@ class Networks:
         torch.manual_seed(config.seed)  # initial weights and Γ: the same on every process
         model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
                                  feature_dim=config.feature_dim, stem=config.stem,
-                                 width=config.width, image_size=dataset.image_shape[1:]).to(device)
-        channels_last = device.type == "cuda"
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+                                 width=config.width, image_size=dataset.image_shape[1:])
+        model = on_device(model, device)
         objective = build_objective(config.objective, config.feature_dim, dataset.num_classes,
                                     ObjectiveSettings.of(config)).to(device)
-        autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                                  enabled=device.type == "cuda" and config.precision == "bf16")
-        return cls(model, objective, device, channels_last, autocast)
+        return cls(model, objective, device, uses_channels_last(device), backbone_autocast(device, config.precision))
 
     def check_fits(self, state: dict, where: str) -> None:
         """BadInput (one line) unless the checkpoint's weights have the shapes of these networks."""
@@ -79,6 +75,23 @@ class Networks:
                           rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of the training set as ``epoch``'s training steps see them (see ``training_mode_features``)."""
         return training_mode_features(self.model, loader, epoch, seed=seed, rank=rank, autocast=self.autocast)
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """NHWC images and weights: faster convolutions on CUDA, slower on CPUs."""
+    return device.type == "cuda"
+
+
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """A featurizer on ``device``, in the memory format it runs fastest in there."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if uses_channels_last(device) else model
+
+
+def backbone_autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """bf16 autocast of the featurizer on CUDA when ``precision`` is "bf16"; full precision otherwise."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                          enabled=device.type == "cuda" and precision == "bf16")
 
 
 @contextmanager

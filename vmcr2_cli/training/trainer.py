@@ -36,6 +36,7 @@ from vmcr2_cli.training.latching import latch_over_dataset
 from vmcr2_cli.training.networks import Networks, not_fitting
 from vmcr2_cli.training.optim import build_optimizer, build_scheduler
 from vmcr2_cli.training.setup import training_loader
+from vmcr2_cli.training.step import training_step
 
 class NonFiniteLoss(Exception):
     """The loss became NaN or ±inf; the last good checkpoint is kept."""
@@ -206,16 +207,11 @@ class Trainer:
 
     def train_step(self, images: torch.Tensor, partition: ClassPartition) -> StepResult:
         """Algorithm 1, lines 4–12 on one batch: this rank's images, the global batch's classes."""
-        with self.autocast:
-            Z = self.train_model(images)  # Algorithm 1, line 4
         try:
-            result = self.objective.step(Z, partition, collective=self.collective)  # lines 5–11
+            return training_step(self.train_model, self.objective, self.optimizer, self.autocast, images,
+                                 partition, self.collective)
         except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
             raise NonFiniteLoss(self.global_step) from None
-        self.optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()  # under DDP the θ-gradients are averaged over ranks here
-        self.optimizer.step()  # line 12: θ ← θ − ν_θ ∇_θ (μ/2m) M
-        return result
 
     def _train_epoch(self, stop: StopRequested) -> None:
         config = self.config

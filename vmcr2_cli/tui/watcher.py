@@ -14,14 +14,13 @@ a partial last line held until its newline arrives, corrupt lines skipped and co
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.runs import (CONFIG_FILE, LATEST_LINK, META_FILE, METRICS_FILE, MetricsTail, RunDir,
-                            is_run_dir, runs_in, writer_alive)
+                            check_not_dangling, is_run_dir, runs_in, writer_alive)
 
 TargetKind = Literal["run", "link", "folder"]
 # Step lines parsed per read of a run's new lines: a run with 10⁶ of them opens in a second
@@ -48,8 +47,7 @@ def resolve_target(path: Path) -> WatchTarget:
     """How to watch ``path``; ``BadInput`` (one line) when it is neither a run nor a folder of runs."""
     path = Path(path)
     if not path.exists():
-        if path.is_symlink():
-            raise BadInput(f"{path} points to {os.readlink(path)}, which does not exist")
+        check_not_dangling(path)
         raise BadInput(f"not a run directory or a folder of runs: {path} (no such file or folder)")
     if path.is_file():
         if path.name in (METRICS_FILE, META_FILE, CONFIG_FILE) and is_run_dir(path.parent):
