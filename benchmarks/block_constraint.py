@@ -21,6 +21,7 @@ import torch
 from vmcr2_cli.evaluation.loading import load_run, open_run
 from vmcr2_cli.objectives import ClassPartition
 from vmcr2_cli.training.features import frozen_batchnorm_statistics
+from vmcr2_cli.training.trainer import Trainer
 
 
 def block_mask(q: int, k: int) -> torch.Tensor:
@@ -34,7 +35,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     loaded = load_run(open_run(args.run), device="cpu")
-    trainer = loaded.trainer
+    trainer = Trainer(loaded.config, loaded.dataset, run=None, device=loaded.device)  # its loader, at the checkpoint
+    trainer.restore(loaded.state, args.run)
     variational = trainer.objective.variational
     k, q = trainer.dataset.num_classes, variational.dictionary_size
     on_block = block_mask(q, k)

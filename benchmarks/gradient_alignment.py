@@ -64,7 +64,9 @@ def main() -> None:
     torch.set_default_dtype(torch.float32)
     if args.run:
         loaded = load_run(open_run(args.run), device="cpu")
-        trainer, config, dataset = loaded.trainer, loaded.config, loaded.dataset
+        config, dataset = loaded.config, loaded.dataset
+        trainer = Trainer(config, dataset, run=None, device=loaded.device)
+        trainer.restore(loaded.state, args.run)
     else:
         config, _ = resolve_config(args.profile, "vmcr2")
         dataset = load_training_data(config)
