@@ -28,7 +28,7 @@ app = typer.Typer(
     name="vmcr2",
     help="Train, watch, evaluate and benchmark MCR² and V-MCR² featurizers.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
@@ -61,10 +61,30 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _without_flag_metavars(command) -> None:
+    """Typer's help writes ``<bool>`` beside a flag, which takes no value: write nothing there
+    (``--help`` is made when help is shown, so it is caught as it is made)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def help_option(ctx):
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for subcommand in getattr(command, "commands", {}).values():
+        _without_flag_metavars(subcommand)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     invocation.record(argv)
     command = typer.main.get_command(app)
+    _without_flag_metavars(command)
     try:
         code = command.main(args=argv, prog_name="vmcr2", standalone_mode=False)
     except NoArgsIsHelpError as help_shown:
