@@ -148,7 +148,7 @@ def test_runs_of_different_tasks_are_refused_unless_mixed(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["nowhere"], "not a run directory: "),
     ([], "give at least one run directory"),
-    (["--epochs", "3", "RUN"], "--profile, --epochs, --seed, --set, --device and --data-root go with --train"),
+    (["--epochs", "3", "RUN"], "--profile, --epochs, --seed, --set, --sweep, --device and --data-root go with --train"),
     (["--train", "RUN"], "name the profile to train with --profile"),
     (["--train", "--profile", "synthetic", "--objectives", "mcr2,mcr3", "RUN"], "--objectives 'mcr2,mcr3'"),
     (["--train", "--profile", "synthetic", "--set", "epochs=many", "RUN"], "'epochs' must be an integer"),
@@ -205,3 +205,40 @@ def test_labels_name_the_v_mcr2_method_and_add_the_run_only_where_labels_clash(t
     labels = run_labels([record("a", "vmcr2", "paper"), record("b", "vmcr2", "block"),
                          record("c", "vmcr2", "block"), record("d", "mcr2", "paper")])
     assert labels == ["V-MCR²", "V-MCR² (block) (b)", "V-MCR² (block) (c)", "MCR²"]
+
+
+def test_labels_of_runs_of_one_objective_name_the_keys_that_differ(tmp_path):
+    def record(name, mu, lr):
+        return RunRecord(RunDir(tmp_path / name), {}, {"objective": "vmcr2", "mu": mu, "lr": lr, "device": name})
+
+    assert run_labels([record("a", 0.1, 0.01), record("b", 1.0, 0.01)]) == ["V-MCR² mu=0.1", "V-MCR² mu=1.0"]
+
+
+def test_a_2x2_sweep_trains_four_named_runs_and_compares_them(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, out, err = vmcr2("compare", "--train", "--profile", "synthetic", "--objectives", "vmcr2", "--epochs", "1",
+                           "--set", "synthetic_train_per_class=20", "--set", "synthetic_test_per_class=5",
+                           "--set", "batch_size=100", "--sweep", "mu=0.01,0.1", "--sweep", "lr=0.001,0.01",
+                           "--runs-dir", runs, "--json", capsys=capsys)
+    assert code == 0, err
+    rows = json.loads(out)["runs"]
+    assert sorted(row["label"] for row in rows) == ["V-MCR² mu=0.01 lr=0.001", "V-MCR² mu=0.01 lr=0.01",
+                                                    "V-MCR² mu=0.1 lr=0.001", "V-MCR² mu=0.1 lr=0.01"]
+    assert sorted(row["run_id"].split("-", 2)[2] for row in rows) == [
+        "synthetic-vmcr2-mu0.01-lr0.001", "synthetic-vmcr2-mu0.01-lr0.01", "synthetic-vmcr2-mu0.1-lr0.001",
+        "synthetic-vmcr2-mu0.1-lr0.01"]
+    assert {row["seed"] for row in rows} == {0} and all(row["status"] == "finished" for row in rows)
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (["--sweep", "mu"], "expected key=value,value"),
+    (["--sweep", "mu=0.1", "--sweep", "mu=1"], "swept twice"),
+    (["--sweep", "mu=0.1", "--set", "mu=1"], "sweep it or set it, not both"),
+    (["--sweep", "mu=0.1,-1"], "'mu' must be > 0.0"),  # checked for every combination before the first trains
+    (["--sweep", "track_rate=0.5"], "track_rate = 0.5 has no effect with vmcr2_method = 'paper'"),
+])
+def test_a_bad_sweep_is_refused_before_anything_trains(tmp_path, capsys, sweep, message):
+    code, _, err = vmcr2("compare", "--train", "--profile", "synthetic", "--objectives", "vmcr2", *sweep,
+                         "--runs-dir", tmp_path / "runs", capsys=capsys)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()

@@ -19,6 +19,7 @@ from vmcr2_cli import __version__, invocation
 from vmcr2_cli.commands import bench as bench_command
 from vmcr2_cli.commands import compare as compare_command
 from vmcr2_cli.commands import eval as eval_command
+from vmcr2_cli.commands import export as export_command
 from vmcr2_cli.commands import latch as latch_command
 from vmcr2_cli.commands import train as train_command
 from vmcr2_cli.commands import watch as watch_command
@@ -53,6 +54,7 @@ app.command("watch")(watch_command.watch)
 app.command("eval")(eval_command.eval_run)
 app.command("latch")(latch_command.latch)
 app.command("compare")(compare_command.compare)
+app.command("export")(export_command.export)
 app.command("bench")(bench_command.bench)
 
 

@@ -72,6 +72,17 @@ def epoch_number(line: dict[str, Any]) -> int:
     return int(line["epoch"]) - EPOCH_INDEX_BASE + 1
 
 
+# Keys of a metrics line that say where it is, not what was measured.
+POSITION_KEYS = ("type", "time", "step", "epoch")
+
+
+def line_scalars(line: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers a metrics line measured (not lists, strings, booleans or its position)."""
+    return {key: float(value) for key, value in line.items()
+            if key not in POSITION_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value)}
+
+
 def add_epoch_line(epochs: list[dict[str, Any]], line: dict[str, Any]) -> None:
     """Append ``line`` to ``epochs`` (epoch lines in the order read) as a resumed run means it.
 

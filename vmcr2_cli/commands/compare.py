@@ -34,6 +34,8 @@ def compare(
     device: Optional[str] = typer.Option(None, "--device", help="With --train: auto, cpu, cuda or cuda:N."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="With --train: folder with the dataset."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="With --train: where new runs are created."),
+    sweeps: list[str] = typer.Option([], "--sweep", help="With --train: key=v1,v2,… trains every combination of "
+                                                        "the swept values for each objective (repeatable)."),
 ) -> None:
     """Compare runs side by side: one table and overlaid ΔR, R, R_c curves (PNG).
 
@@ -52,12 +54,13 @@ def compare(
 
     given = resolve_run_paths(list(runs or []))
     if train:
-        request = TrainRequest(profile, objectives, epochs, seed, list(overrides), device, data_root)
+        request = TrainRequest(profile, objectives, epochs, seed, list(overrides), device, data_root, list(sweeps))
         plans = plan_missing_runs(given, request, mixed=mixed)
         messages = Console(stderr=True, highlight=False)
         given += train_planned_runs(plans, runs_dir, log=messages.print)
-    elif profile is not None or epochs is not None or seed is not None or overrides or device or data_root:
-        raise BadInput("compare: --profile, --epochs, --seed, --set, --device and --data-root go with --train")
+    elif profile is not None or epochs is not None or seed is not None or overrides or device or data_root or sweeps:
+        raise BadInput("compare: --profile, --epochs, --seed, --set, --sweep, --device and --data-root go with "
+                       "--train")
     if not given:
         raise BadInput("compare: give at least one run directory (or --train --profile P)")
 

@@ -16,6 +16,9 @@ def eval_run(
     components: Optional[int] = typer.Option(None, "--components", "-p",
                                              help="Directions per class of the nearest-subspace classifier "
                                                   "(default ⌊d/k⌋, the paper's)."),
+    methods: str = typer.Option("nearsub,knn", "--methods",
+                                help="Comma-separated: nearsub (always), knn, svm (linear SVM) and kmeans "
+                                     "(clustering accuracy and NMI); svm and kmeans need vmcr2[sklearn]."),
     knn_k: int = typer.Option(10, "--knn-k", help="Neighbours of the kNN accuracy (cosine similarity)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     data_root: Optional[Path] = typer.Option(None, "--data-root",
@@ -37,11 +40,13 @@ def eval_run(
     """
     from rich.console import Console
 
+    from vmcr2_cli.evaluation.classical import parse_methods
     from vmcr2_cli.evaluation.evaluate import EvalOptions, evaluate_run, metrics_record
     from vmcr2_cli.evaluation.loading import load_run, open_run
 
     opened = open_run(run)
-    options = EvalOptions(components=components, knn_k=knn_k, save_features=save_features, figures=figures)
+    options = EvalOptions(methods=parse_methods(methods), components=components, knn_k=knn_k,
+                          save_features=save_features, figures=figures)
     options.check(opened.config.feature_dim)  # before the dataset and the model are loaded
     messages = Console(stderr=True, highlight=False)
     log = (lambda text: None) if json_out else (lambda text: messages.print(f"[dim]{text}[/]"))
@@ -72,9 +77,14 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
     accuracy.add_column("accuracy", justify="right")
     accuracy.add_row(f"nearest subspace (eq. 8, {results['components']} directions per class)",
                      fmt(results["nearest_subspace_accuracy"], ".4f"))
-    accuracy.add_row(f"kNN (cosine, k = {results['knn_k']})", fmt(results["knn_accuracy"], ".4f"))
-    if results["head_accuracy"] is not None:
-        accuracy.add_row("CE head (Linear(d, k))", fmt(results["head_accuracy"], ".4f"))
+    optional = [(f"kNN (cosine, k = {results['knn_k']})", "knn_accuracy"),
+                ("linear SVM (LinearSVC on the training features)", "svm_accuracy"),
+                ("k-means of the test features: clustering accuracy (Hungarian)", "kmeans_accuracy"),
+                ("k-means of the test features: NMI", "kmeans_nmi"),
+                ("CE head (Linear(d, k))", "head_accuracy")]
+    for label, key in optional:
+        if results.get(key) is not None:
+            accuracy.add_row(label, fmt(results[key], ".4f"))
     console.print(accuracy)
 
     exact, logged = results["exact"], results["logged"]

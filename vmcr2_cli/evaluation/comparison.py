@@ -114,11 +114,26 @@ def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
     return rows
 
 
+# Config keys that do not change what a run learns: not used to tell runs apart.
+NOT_DISTINGUISHING = ("description", "data_root", "device", "log_every", "eval_at_end")
+
+
 def run_labels(records: list[RunRecord]) -> list[str]:
-    """The objective's name (with V-MCR²'s method), with the run's name when several runs share it."""
+    """The objective's name (with V-MCR²'s method); where several runs share it, the config keys
+    whose values tell them apart (a sweep's ``mu=0.1 lr=0.01``), else the run's name."""
     labels = [objective_label(record.objective, record.key("vmcr2_method")) for record in records]
-    return [label if labels.count(label) == 1 else f"{label} ({record.run.name})"
-            for label, record in zip(labels, records)]
+    named = []
+    for label, record in zip(labels, records):
+        group = [other for other, same in zip(records, labels) if same == label]
+        if len(group) == 1:
+            named.append(label)
+            continue
+        keys = [key for key in record.config if key not in NOT_DISTINGUISHING
+                and len({repr(other.config.get(key)) for other in group}) > 1]
+        values = " ".join(f"{key}={record.config.get(key)}" for key in keys)
+        distinct = len({tuple(repr(other.config.get(key)) for key in keys) for other in group}) == len(group)
+        named.append(f"{label} {values}" if keys and distinct else f"{label} ({record.run.name})")
+    return named
 
 
 def _row(record: RunRecord) -> dict[str, Any]:
@@ -149,6 +164,9 @@ def _row(record: RunRecord) -> dict[str, Any]:
         "r_c_final": finite(last.get("r_c")),
         "test_accuracy": accuracy,
         "head_accuracy": head,
+        # vmcr2 eval --methods svm,kmeans, when it was asked for
+        **{key: finite((record.evaluation or {}).get(key)) for key in ("svm_accuracy", "kmeans_accuracy",
+                                                                         "kmeans_nmi")},
         "test_accuracy_source": source,
         "epoch_time_mean_s": statistics.fmean(times) if times else None,
         "epoch_time_median_s": statistics.median(times) if times else None,
@@ -200,8 +218,11 @@ def table_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
     for row in rows:
         total = row["epochs_total"]
         accuracy = "not evaluated" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-        if row["head_accuracy"] is not None:
-            accuracy += f" (head {row['head_accuracy']:.4f})"
+        others = [f"{name} {row[key]:.4f}" for name, key in (("head", "head_accuracy"), ("SVM", "svm_accuracy"),
+                                                             ("k-means", "kmeans_accuracy"), ("NMI", "kmeans_nmi"))
+                  if row.get(key) is not None]
+        if others:
+            accuracy += f" ({', '.join(others)})"
         if row["test_accuracy_source"] == "training end":
             accuracy += " †"
         best = fmt(row["delta_r_best"])

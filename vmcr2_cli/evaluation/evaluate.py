@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from vmcr2_cli.errors import BadInput, RunFailed
+from vmcr2_cli.evaluation.classical import DEFAULT_METHODS, check_available, kmeans_scores, linear_svm_accuracy
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.loading import LoadedRun
 from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, head_accuracy, per_class_recall
@@ -43,11 +44,13 @@ LOGGED_FEATURES = "mean over the last epoch's training batches ({mode}), as logg
 class EvalOptions:
     """What ``vmcr2 eval`` measures and writes.
 
-    components: eq. 8's p (None: ⌊d/k⌋); knn_k: neighbours of the kNN view;
+    methods: the classifiers and clusterings to run (``classical.METHODS``; nearest
+    subspace always); components: eq. 8's p (None: ⌊d/k⌋); knn_k: neighbours of the kNN view;
     heatmap_samples, max_heatmap_classes: points and classes in Figure 2's heatmap;
     save_features: an .npz to write the features to; figures: whether to draw the PNGs.
     """
 
+    methods: tuple[str, ...] = DEFAULT_METHODS
     components: int | None = None
     knn_k: int = 10
     heatmap_samples: int = 1000
@@ -62,6 +65,7 @@ class EvalOptions:
                            f"d = {feature_dim}")
         if self.knn_k < 1:
             raise BadInput(f"--knn-k {self.knn_k}: must be at least 1")
+        check_available(self.methods)
 
 
 @torch.no_grad()
@@ -84,8 +88,17 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
                                                     eps2=config.eps2)
     ns_accuracy = accuracy(predicted, test_y)
     recall = per_class_recall(predicted, test_y, k)
-    log(f"kNN (cosine, k = {options.knn_k})…")
-    knn_accuracy = accuracy(knn_predict(train_z, train_y, test_z, k, options.knn_k), test_y)
+    knn_accuracy = svm_accuracy = None
+    if "knn" in options.methods:
+        log(f"kNN (cosine, k = {options.knn_k})…")
+        knn_accuracy = accuracy(knn_predict(train_z, train_y, test_z, k, options.knn_k), test_y)
+    if "svm" in options.methods:
+        log("linear SVM on the training features (scikit-learn)…")
+        svm_accuracy = linear_svm_accuracy(train_z, train_y, test_z, test_y, seed=config.seed)
+    clustering: dict[str, float | None] = {"kmeans_accuracy": None, "kmeans_nmi": None}
+    if "kmeans" in options.methods:
+        log(f"k-means of the test features into {k} clusters (scikit-learn)…")
+        clustering = kmeans_scores(test_z, test_y, k, seed=config.seed)
     head = head_accuracy(loaded.networks.objective, test_z, test_y)
 
     effective = effective_dimension(stats.eigenvalues)
@@ -112,6 +125,9 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
         "nearest_subspace_accuracy": ns_accuracy,
         "knn_accuracy": knn_accuracy,
         "knn_k": options.knn_k,
+        "svm_accuracy": svm_accuracy,
+        **clustering,
+        "methods": list(options.methods),
         "head_accuracy": head,
         "exact": {"r": stats.r, "r_c": stats.r_c, "delta_r": stats.delta_r, "samples": stats.num_samples,
                   "dtype": "float64", "eps2": config.eps2, "features": EXACT_FEATURES},
@@ -151,6 +167,7 @@ def metrics_record(results: dict[str, Any]) -> dict[str, Any]:
         "epoch": results["epoch"], "step": results["step"], "source": "vmcr2 eval",
         "nearest_subspace_accuracy": results["nearest_subspace_accuracy"], "components": results["components"],
         "knn_accuracy": results["knn_accuracy"], "head_accuracy": results["head_accuracy"],
+        **{key: results[key] for key in ("svm_accuracy", "kmeans_accuracy", "kmeans_nmi") if results[key] is not None},
         "exact_delta_r": exact["delta_r"], "exact_r": exact["r"], "exact_r_c": exact["r_c"],
         "mean_abs_cos": structure["mean_abs_cos"], "nc1": structure["nc1"],
     }

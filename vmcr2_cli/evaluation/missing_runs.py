@@ -1,13 +1,16 @@
 """``vmcr2 compare --train``: train the runs of an experiment that are not there yet.
 
 Each missing objective is trained by a ``vmcr2 train`` subprocess with the same profile,
-overrides, epochs and seed (so the same initial weights and the same data order). The
-whole plan is checked — profile, keys, values, and that the new runs solve the same task
-as the runs given — before the first run starts.
+overrides, epochs and seed (so the same initial weights and the same data order). With
+``--sweep key=v1,v2`` (repeatable) every combination of the swept values is trained for
+each objective, each run named after its values. The whole plan is checked — profile,
+keys, values, and that the new runs solve the same task as the runs given — before the
+first run starts.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -33,14 +36,37 @@ class TrainRequest:
     overrides: list[str] = field(default_factory=list)
     device: str | None = None
     data_root: Path | None = None
+    sweeps: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One ``vmcr2 train`` to run: its objective and its command-line arguments after ``train``."""
+    """One ``vmcr2 train`` to run: its objective, what it sweeps and its arguments after ``train``."""
 
     objective: str
     arguments: list[str]
+    label: str = ""  # the swept values, e.g. "mu=0.1 lr=0.01"
+
+
+def parse_sweeps(texts: list[str]) -> list[tuple[str, list[Any]]]:
+    """``["mu=0.01,0.1", "lr=1e-3"]`` → ``[("mu", [0.01, 0.1]), ("lr", [0.001])]``; BadInput for a bad one."""
+    sweeps: list[tuple[str, list[Any]]] = []
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        values = [value.strip() for value in raw.split(",") if value.strip()]
+        if not sep or not key or not values:
+            raise BadInput(f"--sweep {text!r}: expected key=value,value,…")
+        if key in (name for name, _ in sweeps):
+            raise BadInput(f"--sweep {key}: swept twice")
+        sweeps.append((key, [parse_override(f"{key}={value}")[1] for value in values]))
+    return sweeps
+
+
+def _sweep_name(profile: str, objective: str, combination: dict[str, Any]) -> str:
+    """A run name that says what it sweeps: ``synthetic-vmcr2-mu0.1-lr0.01``."""
+    parts = [Path(profile).stem, objective, *(f"{key}{value}" for key, value in combination.items())]
+    return "-".join(str(part).replace("/", "_") for part in parts)
 
 
 def plan_missing_runs(given: list[RunDir], request: TrainRequest, *, mixed: bool = False) -> list[PlannedRun]:
@@ -64,18 +90,29 @@ def plan_missing_runs(given: list[RunDir], request: TrainRequest, *, mixed: bool
     if first is not None:
         values.setdefault("seed", first.seed)
         values.setdefault("epochs", first.epochs)
+    sweeps = parse_sweeps(request.sweeps)
+    clash = sorted({key for key, _ in sweeps} & set(values))
+    if clash:
+        raise BadInput(f"--sweep {clash[0]}: also set by --set or a flag; sweep it or set it, not both")
     have = {load_config_file(run.config_path).objective for run in given}
+    combinations = [dict(zip([key for key, _ in sweeps], chosen))
+                    for chosen in itertools.product(*(values for _, values in sweeps))]
     plans = []
     for objective in dict.fromkeys(wanted):
-        if objective in have:
+        if objective in have and not sweeps:
             continue
-        config, _ = resolve_config(request.profile, objective, values)  # BadInput for any bad key or value
-        if first is not None and not mixed:
-            _check_same_task(config, first, given[0])
-        arguments = ["--profile", request.profile, "--objective", objective]
-        for key, value in values.items():
-            arguments += ["--set", f"{key}={_toml_value(value)}"]
-        plans.append(PlannedRun(objective, arguments))
+        for combination in combinations:  # one empty combination without --sweep
+            settings = {**values, **combination}
+            config, _ = resolve_config(request.profile, objective, settings)  # BadInput for any bad key or value
+            if first is not None and not mixed:
+                _check_same_task(config, first, given[0])
+            arguments = ["--profile", request.profile, "--objective", objective]
+            for key, value in settings.items():
+                arguments += ["--set", f"{key}={_toml_value(value)}"]
+            label = " ".join(f"{key}={value}" for key, value in combination.items())
+            if combination:
+                arguments += ["--name", _sweep_name(request.profile, objective, combination)]
+            plans.append(PlannedRun(objective, arguments, label))
     return plans
 
 
@@ -87,7 +124,8 @@ def train_planned_runs(plans: list[PlannedRun], runs_dir: Path, log: Callable[[s
     """
     new_runs = []
     for number, plan in enumerate(plans, 1):
-        log(f"[bold]compare --train[/]: training {plan.objective} ({number}/{len(plans)})…")
+        what = f"{plan.objective} {plan.label}".strip()
+        log(f"[bold]compare --train[/]: training {what} ({number}/{len(plans)})…")
         before = _run_dirs(runs_dir)
         command = [sys.executable, "-m", "vmcr2_cli", "train", *plan.arguments, "--runs-dir", str(runs_dir), "--json"]
         code, stdout, error_line = _train_subprocess(command)

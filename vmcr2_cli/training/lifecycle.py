@@ -126,7 +126,8 @@ def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> d
         session = Session.prepare(config, dist)
         # Rank 0 read the checkpoint and sends it: the other nodes need not see the run directory.
         state = dist.on_main(lambda: checkpoint[0])
-        trainer = session.trainer(run_for_rank(run, dist.is_main), state, where)
+        purge_from = state["global_step"] + 1 if state is not None else 0  # the steps logged again
+        trainer = session.trainer(run_for_rank(run, dist.is_main), state, where, purge_from)
         if dist.is_main:
             if state is None:
                 session.display_message(f"{run.name} stopped before its first checkpoint: it starts again at step 0")
@@ -156,6 +157,7 @@ class Session:
     def __init__(self, config, device, dataset, dist, ranks: list[dict[str, str]]) -> None:
         self.config, self.device, self.dataset, self.dist, self.ranks = config, device, dataset, dist, ranks
         self.display = None
+        self.tensorboard_hint: str | None = None
 
     @classmethod
     def prepare(cls, config, dist) -> "Session":
@@ -170,14 +172,21 @@ class Session:
         ranks = dist.all_gather_objects({"host": socket.gethostname(), "device": str(device)})
         return cls(config, device, dataset, dist, ranks)
 
-    def trainer(self, run, state: dict | None = None, where: str = ""):
-        """The Trainer of ``run``, at ``state`` when given (BadInput if the checkpoint does not fit)."""
+    def trainer(self, run, state: dict | None = None, where: str = "", purge_from: int | None = None):
+        """The Trainer of ``run``, at ``state`` when given (BadInput if the checkpoint does not fit).
+
+        On rank 0 its metrics also go to TensorBoard (``purge_from``: see ``with_tensorboard``).
+        """
+        from vmcr2_cli.config import to_toml
         from vmcr2_cli.training.display import TrainingDisplay
+        from vmcr2_cli.training.tensorboard import with_tensorboard
         from vmcr2_cli.training.trainer import Trainer
 
         trainer = Trainer(self.config, self.dataset, run, self.device, self.dist)
         if state is not None:
             trainer.restore(state, where)
+        if self.dist.is_main:
+            trainer.run, self.tensorboard_hint = with_tensorboard(run, to_toml(self.config), purge_from)
         self.display = TrainingDisplay(self.config.epochs, trainer.loader.steps_per_epoch,
                                        quiet=not self.dist.is_main)
         trainer.on_step, trainer.on_epoch = self.display.on_step, self.display.on_epoch
@@ -197,6 +206,8 @@ class Session:
         display.message(f"[bold]{run.name}[/]  {config.objective} on {config.dataset} "
                         f"({self.dataset.num_classes} classes)  {config.model}  device {self.device}{processes}  "
                         f"→ {run.path}")
+        if self.tensorboard_hint:
+            display.message(f"[dim]{self.tensorboard_hint}[/]")
         try:
             with StopRequested(under_launcher=dist.enabled) as stop, display:
                 trainer.fit(stop)
@@ -232,6 +243,10 @@ class Session:
             _record(run, "failed", meta={"error": f"{type(error).__name__}: {error}"}, step=trainer.global_step,
                     error=str(error))
             raise
+        finally:
+            close_tensorboard = getattr(run, "close", None)  # a TensorBoardRun's event files
+            if close_tensorboard is not None:
+                close_tensorboard()
         run.set_status("finished", meta={key: value for key, value in result.items() if key.endswith("accuracy")},
                        epoch=trainer.epoch, step=trainer.global_step)
         return result

@@ -1,0 +1,57 @@
+"""TensorBoard event files beside metrics.jsonl: ``tensorboard --logdir runs`` shows every run.
+
+Written through ``torch.utils.tensorboard`` when the ``tensorboard`` package is installed
+(``pip install 'vmcr2[tensorboard]'``); without it training runs as before and says once
+how to enable them. metrics.jsonl stays the run's record: the event files are a copy.
+
+Tags are ``<line type>/<key>`` (``epoch/delta_r``, ``step/loss``, ``latch/delta_r_after``,
+``eval/nearest_subspace_accuracy``), every scalar at the run's global step, so MCR²,
+V-MCR² and CE runs of one profile line up; the resolved config.toml is the text
+``config``. A resumed run purges the events after its checkpoint's step, as it logs
+those steps again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vmcr2_cli.runs import RunDir, line_scalars
+
+TENSORBOARD_DIR = "tensorboard"
+ENABLE_HINT = "TensorBoard logs: pip install 'vmcr2[tensorboard]' (then tensorboard --logdir runs)"
+class TensorBoardRun:
+    """A run directory whose metrics lines are also written as TensorBoard scalars."""
+
+    def __init__(self, run: RunDir, writer: Any) -> None:
+        self._run = run
+        self.writer = writer
+
+    def __getattr__(self, name: str) -> Any:  # path, name, save_checkpoint, set_status, …
+        return getattr(self._run, name)
+
+    def append_metrics(self, kind: str, **values: Any) -> None:
+        self._run.append_metrics(kind, **values)
+        step = values.get("step")
+        if not isinstance(step, int):
+            return
+        for key, value in line_scalars(values).items():
+            self.writer.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def with_tensorboard(run: RunDir, config_text: str, purge_from: int | None) -> tuple[Any, str | None]:
+    """``run`` mirrored into ``run/tensorboard/`` and None, or ``run`` itself and the hint to enable it.
+
+    ``purge_from``: the first step a resumed run logs again (its checkpoint's step + 1;
+    0 when it starts over), whose earlier events are dropped; None for a new run.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the tensorboard package is missing
+        return run, ENABLE_HINT
+    writer = SummaryWriter(log_dir=str(run.path / TENSORBOARD_DIR), purge_step=purge_from, flush_secs=10)
+    if not purge_from:
+        writer.add_text("config", "```toml\n" + config_text + "```", 0)
+    return TensorBoardRun(run, writer), None
