@@ -65,6 +65,9 @@ CROSS_KEY_CASES = {
     "batch-over-processes": (["--nproc", "3"], "batch_size = 250 does not split evenly over 3 processes"),
     "synthetic-channels": (["--profile", "synthetic", "--set", "synthetic_channels=2"],
                            "'synthetic_channels' must be one of 1, 3"),
+    "npz-without-its-file": (["--set", "dataset=npz"], "dataset = 'npz' needs data_root (or --data-root)"),
+    "image-size-of-a-built-in-dataset": (["--set", "image_size=64"],
+                                         "image_size = 64 has no effect with dataset = 'fashion-mnist'"),
 }
 
 
@@ -136,7 +139,10 @@ def test_every_registered_name_resolves_as_a_config(tmp_path, key, names):
     defaults = tmp_path / "defaults.toml"  # every key at its default
     defaults.write_text('description = "the defaults"\n')
     for name in names:
-        config, _ = resolve_config(str(defaults), None, {key: name, "augment": "none"})
+        values = {key: name, "augment": "none"}
+        if key == "dataset" and DATASET_REGISTRY[name].num_classes is None and name != "synthetic":
+            values["data_root"] = str(tmp_path)  # the user's own files: found where data_root says
+        config, _ = resolve_config(str(defaults), None, values)
         assert getattr(config, key) == name
 
 

@@ -64,6 +64,8 @@ class TrainConfig:
     synthetic_train_per_class: int = _key(500, "synthetic training images per class", low=1, applies=_SYNTHETIC)
     synthetic_test_per_class: int = _key(100, "synthetic test images per class", low=1, applies=_SYNTHETIC)
     synthetic_channels: int = _key(3, "channels of synthetic images (1 or 3)", choices=(1, 3), applies=_SYNTHETIC)
+    image_size: int = _key(32, "folder dataset: shorter side resized to this, centre-cropped square (0 = as is)",
+                           low=0, applies=("dataset", ("folder",)))
     # --- model
     model: str = _key("mnist-cnn", "featurizer architecture", choices=MODELS)
     stem: str = _key("imagenet", "ResNet18 stem: the paper's ImageNet stem or the CIFAR stem (3x3, no max-pool)",
@@ -289,10 +291,13 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
                        f"{config.dataset} (read left to right); use augment = 'none'")
     if config.batch_size % processes:
         raise BadInput(f"{where}: batch_size = {config.batch_size} does not split evenly over {processes} processes")
-    if spec.num_classes is None:  # the synthetic dataset: its size is the configuration's
+    if config.dataset == "synthetic":  # its size is the configuration's
         check_data_fit(config, config.num_classes, config.num_classes * config.synthetic_train_per_class, where)
-    else:
+    elif spec.num_classes is not None:
         check_data_fit(config, spec.num_classes, spec.num_train, where)
+    elif not config.data_root:  # the user's files: their size is known once they are read
+        raise BadInput(f"{where}: dataset = {config.dataset!r} needs data_root (or --data-root): "
+                       f"{spec.description.split(': ', 1)[1]}")
     return config
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmcr2_cli.data import cifar, compositions, idx, synthetic, tinyimagenet
+from vmcr2_cli.data import cifar, compositions, idx, synthetic, tinyimagenet, user_files
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
 from vmcr2_cli.data.discovery import default_cache_dir, search_roots
 from vmcr2_cli.data.label_noise import apply_label_noise
@@ -24,9 +24,10 @@ class DatasetSpec:
     """A registry entry: how to load a dataset, and the constants that belong to it.
 
     ``mean``/``std``: per channel, on the [0, 1] scale, of the training images at their
-    training resolution (one value is broadcast to every channel). ``augment``: the paper's
+    training resolution (one value is broadcast to every channel; none: the user's data,
+    whose own statistics are computed at load). ``augment``: the paper's
     augmentation for the dataset (see :mod:`vmcr2_cli.data.augment`). ``options``: the
-    keyword options the loader accepts (only the synthetic dataset has any).
+    keyword options the loader accepts (the synthetic dataset's shape, the folder's image_size).
     ``mirror_safe``: False where a horizontal flip changes the class (composed images,
     whose class is read left to right), so the flip augmentations are refused.
     ``num_classes``, ``num_train``: the classes and training images of the published
@@ -60,6 +61,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("cifar10", cifar.load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop-flip", "CIFAR-10, 50k/10k, 3×32×32", num_classes=10, num_train=50000),
         DatasetSpec("cifar100", cifar.load_cifar100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "crop-flip", "CIFAR-100 (fine labels), 50k/10k, 3×32×32", num_classes=100, num_train=50000),
         DatasetSpec("tinyimagenet", tinyimagenet.load_tinyimagenet, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "flip", "Tiny ImageNet, 100k/10k (val), 3×32×32 (resized from 64)", num_classes=200, num_train=100000),
+        DatasetSpec("folder", user_files.load_folder, (), (), "none", "your images: data_root/{train,test}/<class>/*.png|jpg, resized to image_size", ("image_size",)),
+        DatasetSpec("npz", user_files.load_npz, (), (), "none", "your arrays: data_root = a .npz with x_train, y_train, x_test, y_test (uint8)"),
         DatasetSpec("synthetic", synthetic.load_synthetic, (0.5,), (synthetic.SIGNAL_STD,), "none", "mixture of k random subspaces in pixel space", tuple(synthetic.DEFAULTS)),
     ]
 }
@@ -99,7 +102,7 @@ def load_dataset(
     label_noise: float = 0.0,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
-    **synthetic_options,
+    **options,
 ) -> ImageDataset:
     """Load a dataset by name at its training resolution.
 
@@ -108,14 +111,14 @@ def load_dataset(
     download into the cache when no copy is found. ``label_noise``: the fraction of
     training labels re-drawn at random (seeded by ``seed``; test labels untouched).
     ``cache_dir``: the cache folder (default ``$XDG_CACHE_HOME/vmcr2`` or
-    ``~/.cache/vmcr2``). ``synthetic_options``: ``num_classes``, ``image_shape``,
-    ``subspace_dim``, ``train_per_class``, ``test_per_class``, ``noise`` for the synthetic
-    dataset (generated from ``seed``); options whose value is None are ignored.
+    ``~/.cache/vmcr2``). ``options``: the synthetic dataset's ``num_classes``, ``image_shape``,
+    ``subspace_dim``, ``train_per_class``, ``test_per_class``, ``noise`` (generated from
+    ``seed``); the folder dataset's ``image_size``. Options whose value is None are ignored.
 
     Raises DatasetNotFound, DatasetCorrupt or BadInput (all one-line, exit code 2).
     """
     spec = get_spec(name)
-    options = {key: value for key, value in synthetic_options.items() if value is not None}
+    options = {key: value for key, value in options.items() if value is not None}
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         known = f"; {spec.name} takes {', '.join(spec.options)}" if spec.options else f"; {spec.name} takes none"
@@ -135,6 +138,10 @@ def load_dataset(
     num_classes = len(splits.class_names)
     channels = splits.train_images.shape[1]
     noisy = apply_label_noise(splits.train_labels, float(label_noise), num_classes, seed) if label_noise else None
+    if spec.mean:
+        mean, std = _per_channel(spec.mean, channels), _per_channel(spec.std, channels)
+    else:
+        mean, std = user_files.training_statistics(splits.train_images)
     return ImageDataset(
         name=spec.name,
         train_images=splits.train_images,
@@ -143,8 +150,8 @@ def load_dataset(
         test_labels=splits.test_labels,
         num_classes=num_classes,
         class_names=splits.class_names,
-        mean=_per_channel(spec.mean, channels),
-        std=_per_channel(spec.std, channels),
+        mean=mean,
+        std=std,
         augment=spec.augment,
         source=splits.source,
         clean_train_labels=splits.train_labels if noisy is not None else None,

@@ -41,14 +41,16 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
     """The dataset of ``config``: label noise applied, cut to ``train_subset``, checked against the batch."""
-    synthetic = {}
+    options = {}
     if config.dataset == "synthetic":
-        synthetic = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
-                         train_per_class=config.synthetic_train_per_class,
-                         test_per_class=config.synthetic_test_per_class,
-                         image_shape=(config.synthetic_channels, 32, 32))
+        options = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
+                       train_per_class=config.synthetic_train_per_class,
+                       test_per_class=config.synthetic_test_per_class,
+                       image_shape=(config.synthetic_channels, 32, 32))
+    elif config.dataset == "folder":
+        options = dict(image_size=config.image_size)
     dataset = load_dataset(config.dataset, data_root=config.data_root or None,
-                           label_noise=config.label_noise, seed=config.seed, **synthetic)
+                           label_noise=config.label_noise, seed=config.seed, **options)
     # The files may hold fewer images than the published dataset that the config was checked against.
     check_data_fit(config, dataset.num_classes, dataset.num_train, f"data {dataset.source}")
     if config.train_subset and config.train_subset < dataset.num_train:

@@ -1,0 +1,125 @@
+"""The user's own data: ImageFolder trees and .npz files, trained and evaluated through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_runner import vmcr2
+from fixtures_data import balanced_labels, class_patterns, isolate_data
+from vmcr2_cli.data import load_dataset
+from vmcr2_cli.runs import RunDir
+
+K = 4  # classes of the small sets
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    isolate_data(monkeypatch, tmp_path)
+
+
+def write_npz(path: Path, n_train: int = 120, n_test: int = 40, channels: int = 1, size: int = 16, **changes) -> Path:
+    train_y, test_y = balanced_labels(n_train, K, seed=1), balanced_labels(n_test, K, seed=2)
+    x_train = class_patterns(train_y, K, channels, size, seed=1)  # (N, C, H, W) uint8
+    x_test = class_patterns(test_y, K, channels, size, seed=2)
+    arrays = {"x_train": x_train.transpose(0, 2, 3, 1).squeeze(-1) if channels == 1 else x_train.transpose(0, 2, 3, 1),
+              "y_train": train_y, "x_test": x_test.transpose(0, 2, 3, 1).squeeze(-1) if channels == 1
+              else x_test.transpose(0, 2, 3, 1), "y_test": test_y}
+    arrays.update(changes)
+    np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+    return path
+
+
+def write_folder(root: Path, per_class: int = 30, test_per_class: int = 10, sizes=((20, 24),), mode="RGB") -> Path:
+    for split, count, seed in (("train", per_class, 1), ("test", test_per_class, 2)):
+        labels = np.repeat(np.arange(K), count)
+        patterns = class_patterns(labels, K, 3, 28, seed=seed)
+        for index, (label, pattern) in enumerate(zip(labels, patterns)):
+            folder = root / split / f"class_{'abcd'[label]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(pattern.transpose(1, 2, 0)).convert(mode)
+            image.resize(sizes[index % len(sizes)]).save(folder / f"{index:04d}.png")
+    return root
+
+
+def test_npz_loads_as_the_arrays_say(tmp_path):
+    dataset = load_dataset("npz", data_root=write_npz(tmp_path / "mine.npz"), download=False)
+    assert dataset.num_classes == K and dataset.image_shape == (1, 16, 16) and dataset.num_train == 120
+    assert dataset.class_names == ["0", "1", "2", "3"] and len(dataset.mean) == 1 and 0 < dataset.std[0] < 1
+
+
+def test_folder_resizes_to_image_size_keeps_colour_and_names_classes(tmp_path):
+    root = write_folder(tmp_path / "images", sizes=((20, 24), (40, 30)))
+    dataset = load_dataset("folder", data_root=root, download=False, image_size=16)
+    assert dataset.image_shape == (3, 16, 16) and dataset.num_classes == K
+    assert dataset.class_names == ["class_a", "class_b", "class_c", "class_d"]
+    assert dataset.train_labels.bincount().tolist() == [30] * K and dataset.num_test == 40
+    grey = load_dataset("folder", data_root=write_folder(tmp_path / "grey", mode="L"), download=False, image_size=8)
+    assert grey.image_shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize("objective", ["mcr2", "vmcr2", "ce"])
+@pytest.mark.parametrize("kind", ["npz", "folder"])
+def test_every_objective_trains_and_evaluates_on_the_users_data(tmp_path, capsys, kind, objective):
+    data = write_npz(tmp_path / "mine.npz") if kind == "npz" else write_folder(tmp_path / "images")
+    runs = tmp_path / "runs"
+    extra = ["--set", "image_size=16"] if kind == "folder" else []
+    code, out, err = vmcr2("train", "--profile", "synthetic", "--set", f"dataset={kind}", "--data-root", data,
+                           "--objective", objective, "--epochs", "1", "--batch-size", "40",
+                           "--set", "atoms_per_class=2", *extra, "--runs-dir", runs, "--json", capsys=capsys)
+    assert code == 0, err
+    assert 0 <= json.loads(out)["nearest_subspace_accuracy"] <= 1
+    code, out, err = vmcr2("eval", runs / "latest", "--no-figures", "--json", capsys=capsys)
+    assert code == 0, err
+    assert json.loads(out)["num_classes"] == K and RunDir.open(runs / "latest").eval_path.is_file()
+
+
+def _bad_npz(tmp_path: Path, **changes) -> Path:
+    return write_npz(tmp_path / "bad.npz", **changes)
+
+
+BAD = {
+    "npz-missing-array": (lambda p: _bad_npz(p, y_test=None), "npz", "no y_test"),
+    "npz-float-images": (lambda p: _bad_npz(p, x_train=np.zeros((120, 16, 16), np.float32)), "npz", "must be uint8"),
+    "npz-label-out-of-range": (lambda p: _bad_npz(p, y_test=np.full(40, 7)), "npz", "a test label is 7"),
+    "npz-empty-class": (lambda p: _bad_npz(p, y_train=np.repeat([0, 1, 3], 40)), "npz", "class 2 has no training"),
+    "npz-not-a-file": (lambda p: p / "nothing.npz", "npz", "is not a file"),
+    "npz-pickled": (lambda p: _pickled(p / "pickled.npz"), "npz", "not a readable .npz file"),
+    "folder-missing-split": (lambda p: _without(write_folder(p / "f"), "test"), "folder", "no test/ in"),
+    "folder-empty-class": (lambda p: _empty_class(write_folder(p / "f")), "folder", "has no images"),
+    "folder-mixed-sizes": (lambda p: write_folder(p / "f", sizes=((20, 24), (40, 30))), "folder",
+                           "set image_size (e.g. 32) to resize them"),
+}
+
+
+def _pickled(path: Path) -> Path:
+    """A complete file whose x_train is a pickled object array: loading it could run code."""
+    return write_npz(path, x_train=np.array([object()] * 120, dtype=object))
+
+
+def _without(root: Path, split: str) -> Path:
+    for path in sorted((root / split).rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (root / split).rmdir()
+    return root
+
+
+def _empty_class(root: Path) -> Path:
+    for path in (root / "train" / "class_b").iterdir():
+        path.unlink()
+    return root
+
+
+@pytest.mark.parametrize("make, kind, message", list(BAD.values()), ids=list(BAD))
+def test_bad_user_data_is_one_line_exit_2_and_no_run(tmp_path, capsys, make, kind, message):
+    data = make(tmp_path)
+    extra = ["--set", "image_size=0"] if "mixed" in message or kind == "folder" else []
+    code, _, err = vmcr2("train", "--profile", "synthetic", "--set", f"dataset={kind}", "--data-root", data,
+                         "--epochs", "1", "--batch-size", "40", "--set", "atoms_per_class=2", *extra,
+                         "--runs-dir", tmp_path / "runs", capsys=capsys)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,184 @@
+"""The user's own data: an ImageFolder tree (``dataset = "folder"``) or a NumPy file (``dataset = "npz"``).
+
+``folder``: ``data_root/train/<class>/*.png|jpg|…`` and ``data_root/test/<class>/…``
+(torchvision's ImageFolder layout), classes in sorted order of the training folders'
+names, each image resized so its shorter side is ``image_size`` and centre-cropped to a
+square (``image_size = 0`` keeps the files' size, which must then be one size). Grey
+images stay one channel; any colour image makes the set RGB.
+
+``npz``: ``data_root`` is a ``.npz`` file holding ``x_train``, ``y_train``, ``x_test``,
+``y_test`` (uint8 images N×H×W or N×H×W×C, C = 1 or 3; integer labels 0 … k−1) and
+optionally ``class_names``; read with ``allow_pickle=False``, so the file cannot run code.
+
+Both are kept as uint8 like the built-in datasets; the normalisation is the training
+images' own per-channel mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vmcr2_cli.data.dataset import LoadContext, Splits
+from vmcr2_cli.data.errors import DatasetCorrupt, DatasetNotFound
+from vmcr2_cli.errors import BadInput
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _given_path(ctx: LoadContext) -> Path:
+    """The --data-root (or config ``data_root``) path: these datasets are nowhere else."""
+    for root in ctx.roots:
+        if root.origin == "--data-root":
+            return root.path
+    what = "the .npz file" if ctx.name == "npz" else "the folder with train/ and test/"
+    raise BadInput(f"dataset {ctx.name}: set data_root (or --data-root) to {what}")
+
+
+# ----------------------------------------------------------------------------- npz
+
+def load_npz(ctx: LoadContext) -> Splits:
+    path = _given_path(ctx)
+    if not path.is_file():
+        raise DatasetNotFound(f"dataset npz: {path} is not a file (data_root names the .npz file)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise DatasetCorrupt(f"{path}: no {', '.join(missing)} (an npz dataset holds {', '.join(NPZ_KEYS)})")
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+            names = [str(name) for name in archive["class_names"]] if "class_names" in archive.files else None
+    except (OSError, ValueError) as error:  # not a zip, a pickled array, a damaged member
+        raise DatasetCorrupt(f"{path}: not a readable .npz file ({str(error).splitlines()[0]})") from None
+    train_images = _images(arrays["x_train"], f"{path}: x_train")
+    test_images = _images(arrays["x_test"], f"{path}: x_test")
+    if test_images.shape[1:] != train_images.shape[1:]:
+        raise DatasetCorrupt(f"{path}: x_test images are {tuple(test_images.shape[1:])}, x_train's "
+                             f"{tuple(train_images.shape[1:])}")
+    train_labels = _labels(arrays["y_train"], len(train_images), f"{path}: y_train")
+    test_labels = _labels(arrays["y_test"], len(test_images), f"{path}: y_test")
+    num_classes = int(train_labels.max()) + 1
+    _check_classes(train_labels, test_labels, num_classes, str(path))
+    if names is not None and len(names) != num_classes:
+        raise DatasetCorrupt(f"{path}: class_names has {len(names)} names for {num_classes} classes")
+    return Splits(train_images, train_labels, test_images, test_labels,
+                  names or [str(j) for j in range(num_classes)], source=str(path))
+
+
+def _images(array: np.ndarray, what: str) -> torch.Tensor:
+    """uint8 N×H×W or N×H×W×C → (N, C, H, W)."""
+    if array.dtype != np.uint8:
+        raise DatasetCorrupt(f"{what} must be uint8 images (0–255), not {array.dtype}")
+    if array.ndim == 3:
+        array = array[:, :, :, None]
+    if array.ndim != 4 or array.shape[3] not in (1, 3) or array.shape[0] == 0:
+        raise DatasetCorrupt(f"{what} must be N×H×W or N×H×W×C with C = 1 or 3 and N ≥ 1, not {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+
+
+def _labels(array: np.ndarray, count: int, what: str) -> torch.Tensor:
+    if not np.issubdtype(array.dtype, np.integer) or array.ndim != 1 or len(array) != count:
+        raise DatasetCorrupt(f"{what} must be {count} integer labels, not {array.dtype} of shape {array.shape}")
+    if len(array) and array.min() < 0:
+        raise DatasetCorrupt(f"{what} has label {array.min()}: labels are 0 … k−1")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def _check_classes(train_labels: torch.Tensor, test_labels: torch.Tensor, num_classes: int, where: str) -> None:
+    counts = torch.bincount(train_labels, minlength=num_classes)
+    empty = (counts == 0).nonzero().flatten().tolist()
+    if empty:
+        raise DatasetCorrupt(f"{where}: class {empty[0]} has no training image (labels must be 0 … k−1, each used)")
+    if len(test_labels) and int(test_labels.max()) >= num_classes:
+        raise DatasetCorrupt(f"{where}: a test label is {int(test_labels.max())}, but the training labels are "
+                             f"0 … {num_classes - 1}")
+
+
+# ----------------------------------------------------------------------------- folder
+
+def load_folder(ctx: LoadContext) -> Splits:
+    root = _given_path(ctx)
+    size = int(ctx.options.get("image_size", 32))
+    splits = {}
+    for split in ("train", "test"):
+        folder = root / split
+        if not folder.is_dir():
+            raise DatasetNotFound(f"dataset folder: no {split}/ in {root} (expected {root}/{split}/<class>/<image>)")
+        splits[split] = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    classes = [path.name for path in splits["train"]]
+    if not classes:
+        raise DatasetCorrupt(f"dataset folder: {root}/train has no class folders")
+    unknown = sorted({path.name for path in splits["test"]} - set(classes))
+    if unknown:
+        raise DatasetCorrupt(f"dataset folder: {root}/test/{unknown[0]} is not a class of {root}/train")
+    files = {split: [(index, path) for index, name in enumerate(classes)
+                     for path in _image_files(root / split / name, split == "train")] for split in splits}
+    colour = any(_mode(path) not in ("L", "1", "I;16", "I") for _, path in files["train"] + files["test"])
+    decoded = {split: _decode([path for _, path in files[split]], size, colour) for split in files}
+    shapes = {tuple(image.shape) for split in decoded for image in decoded[split]}
+    if len(shapes) > 1:
+        raise DatasetCorrupt(f"dataset folder: images of sizes {', '.join(map(str, sorted(shapes)[:3]))} in {root}; "
+                             f"set image_size (e.g. 32) to resize them")
+    tensors = []
+    for split in ("train", "test"):
+        labels = torch.tensor([index for index, _ in files[split]], dtype=torch.int64)
+        images = torch.stack(decoded[split]) if decoded[split] else torch.zeros((0, *next(iter(shapes))),
+                                                                               dtype=torch.uint8)
+        tensors += [images, labels]
+    return Splits(*tensors, class_names=classes, source=str(root))
+
+
+def _image_files(folder: Path, required: bool) -> list[Path]:
+    found = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    if required and not found:
+        raise DatasetCorrupt(f"dataset folder: {folder} has no images ({', '.join(IMAGE_SUFFIXES[:3])}, …)")
+    return found
+
+
+def _mode(path: Path) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.mode
+    except OSError as error:
+        raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({error})") from None
+
+
+def _decode(paths: list[Path], size: int, colour: bool) -> list[torch.Tensor]:
+    """Each image as uint8 (C, H, W): shorter side resized to ``size`` and centre-cropped (size 0: as is)."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB" if colour else "L")
+                if size:
+                    scale = size / min(image.size)
+                    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+                    image = image.resize((width, height), Image.BILINEAR)
+                    left, top = (width - size) // 2, (height - size) // 2
+                    image = image.crop((left, top, left + size, top + size))
+                array = np.asarray(image, dtype=np.uint8)
+        except OSError as error:
+            raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({error})") from None
+        images.append(torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1).transpose(2, 0, 1).copy()))
+    return images
+
+
+def training_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, on the [0, 1] scale."""
+    sums = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(sums)
+    for chunk in images.split(4096):
+        values = chunk.double() / 255
+        sums += values.sum(dim=(0, 2, 3))
+        squares += values.square().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = sums / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)  # a constant channel: no 0
+    return tuple(mean.tolist()), tuple(std.tolist())
