@@ -71,3 +71,12 @@ def test_one_stalled_cpu_run(snap_compare, tmp_path):
     run.epochs_upto(12)
     app = WatchApp(resolve_targets([run.path]), interval=0.1, clock=lambda: T0 + 12 * 4.0 + 600)
     assert snap_compare(app, press=["3"], terminal_size=SMALL, run_before=settle)
+
+
+def test_smoothed_log_by_step(snap_compare, runs):
+    """s s (EMA 0.8), l (log y), x (by step), at 80×24: titles say so, the latch lines stay."""
+    assert snap_compare(app_for(runs), press=["s", "s", "l", "x"], terminal_size=SMALL, run_before=settle)
+
+
+def test_filter_prompt(snap_compare, runs):
+    assert snap_compare(app_for(runs), press=["slash", "v", "m"], terminal_size=SMALL, run_before=settle)

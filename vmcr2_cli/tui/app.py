@@ -17,7 +17,9 @@ the wall time ("stalled" and the ETA are computed from it).
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import replace
 from typing import Callable
 
 from textual.app import App, ComposeResult
@@ -25,6 +27,8 @@ from textual.binding import Binding
 from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState
 
+from vmcr2_cli.tui.chart_options import ChartOptions
+from vmcr2_cli.tui.filter_screen import FilterScreen, compile_filter
 from vmcr2_cli.tui.formatting import run_colours
 from vmcr2_cli.tui.help_screen import HelpScreen
 from vmcr2_cli.tui.history import RunHistory
@@ -66,6 +70,11 @@ class WatchApp(App[None]):
         Binding("tab", "next_run", "next run", show=False, priority=True),
         Binding("shift+tab", "previous_run", "previous run", show=False, priority=True),
         Binding("a", "toggle_overlay", "all runs / one"),
+        Binding("s", "next_smoothing", "smooth", show=False),
+        Binding("r", "toggle_raw", "raw", show=False),
+        Binding("l", "toggle_log", "log y", show=False),
+        Binding("x", "next_x_axis", "x axis", show=False),
+        Binding("slash", "filter_runs", "filter", key_display="/"),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -81,6 +90,8 @@ class WatchApp(App[None]):
         self.selected: str | None = None
         self.view = VIEWS[0][0]
         self.overlay_all = True
+        self.chart_options = ChartOptions()
+        self.name_filter: re.Pattern | None = None
         self.colours: dict[str, int] = {}
         self._stale_views: set[str] = {view for view, _, _ in VIEWS}
         self._first_poll_done = False
@@ -177,8 +188,10 @@ class WatchApp(App[None]):
 
     # ------------------------------------------------------------------ drawing
     def shown_runs(self) -> list[RunHistory]:
-        """The runs the charts draw: every one, or the selected one alone; the selected one last (on top)."""
-        runs = list(self.store.runs.values())
+        """The runs the charts draw: every one (whose name matches the filter), or the selected one alone;
+        the selected one last (on top)."""
+        runs = [run for run in self.store.runs.values()
+                if self.name_filter is None or self.name_filter.search(run.name)]
         if not self.overlay_all:
             return [run for run in runs if run.key == self.selected]
         return [run for run in runs if run.key != self.selected] + \
@@ -200,13 +213,15 @@ class WatchApp(App[None]):
         self.title_bar.show(self.view, f"{count} · {running} running" if len(summaries) > 1 else count)
         shown = self.shown_runs()
         note = "" if self.overlay_all or len(summaries) < 2 else "(selected run only: a for all)"
+        if self.name_filter is not None and self.overlay_all:
+            note = f"(runs matching /{self.name_filter.pattern}/: / to change)"
         numbers = {key: n for n, key in enumerate(self.store.keys(), start=1)}
         self.legend.show([(numbers[run.key], run.name, run.objective, self.colours.get(run.key, 7))
                           for run in sorted(shown, key=lambda run: numbers[run.key])], note)
         self.legend.show_markers(any(run.latches for run in shown), any(run.evals for run in shown))
         if self.view in self._stale_views:
             self._stale_views.discard(self.view)
-            self.views[self.view].show_runs(shown, self.colours, numbers)
+            self.views[self.view].show_runs(shown, self.colours, numbers, self.chart_options)
 
     # ------------------------------------------------------------------ actions
     def action_show_view(self, view: str) -> None:
@@ -245,6 +260,36 @@ class WatchApp(App[None]):
         self.overlay_all = not self.overlay_all
         self._stale_views = {view for view, _, _ in VIEWS}
         self.refresh_panels()
+
+    def _redraw_charts(self, options: ChartOptions) -> None:
+        self.chart_options = options
+        self._stale_views = {view for view, _, _ in VIEWS}
+        self.refresh_panels()
+
+    def action_next_smoothing(self) -> None:
+        self._redraw_charts(self.chart_options.next_smoothing())
+
+    def action_toggle_raw(self) -> None:
+        self._redraw_charts(replace(self.chart_options, raw=not self.chart_options.raw))
+
+    def action_toggle_log(self) -> None:
+        self._redraw_charts(replace(self.chart_options, log_y=not self.chart_options.log_y))
+
+    def action_next_x_axis(self) -> None:
+        self._redraw_charts(self.chart_options.next_x_axis())
+
+    def action_filter_runs(self) -> None:
+        def apply(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                self.name_filter = compile_filter(text)
+            except re.error as error:
+                self.notify(f"not a regular expression: {text!r} ({error})", severity="error", timeout=6)
+                return
+            self._redraw_charts(self.chart_options)
+
+        self.push_screen(FilterScreen(self.name_filter.pattern if self.name_filter else ""), apply)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -17,6 +17,11 @@ KEYS = (
     ("1 2 3", "view: ΔR·R·R_c  ·  V-MCR² terms M, R^v, R^v/R  ·  GPU use and epoch time"),
     ("j k  ↓ ↑  tab", "next / previous run"),
     ("a", "charts: every run overlaid, or the selected run alone"),
+    ("s", "smoothing: EMA weight 0 → 0.6 → 0.8 → 0.9 → 0.95 → 0.99 (TensorBoard's, debiased)"),
+    ("r", "raw curves, unsmoothed (again: back to the weight)"),
+    ("l", "log y axis (values ≤ 0 left out)"),
+    ("x", "x axis: epoch → step → minutes since the run started"),
+    ("/", "show the runs whose name matches a regex (empty: all)"),
     ("?", "this help (esc or ? to close)"),
     ("q  ctrl+c", "quit"),
 )

@@ -11,7 +11,7 @@ No Textual here: ``vmcr2 watch --once`` uses this too.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,26 +157,38 @@ class RunHistory:
         """The chart's x of an epoch line: epochs done when it was written (1 …)."""
         return epoch_number(line)
 
-    def series(self, key: str) -> tuple[list[float], list[float]]:
-        """``key`` over epochs done, skipping lines where it is missing or null."""
+    def line_x(self, line: dict[str, Any], axis: str) -> float | None:
+        """A line's x on ``axis``: epochs done, the global step, or minutes since the run started."""
+        if axis == "epoch":
+            return self.epoch_x(line)
+        if axis == "step":
+            return as_number(line.get("step"))
+        time, start = as_number(line.get("time")), self.start_time
+        return None if time is None or start is None else (time - start) / 60
+
+    def series(self, key: str, axis: str = "epoch") -> tuple[list[float], list[float]]:
+        """``key`` over ``axis`` (see ``line_x``), skipping lines where it or the x is missing or null."""
         def build() -> tuple[list[float], list[float]]:
             xs, ys = [], []
             for line in self.epochs:
-                value = as_number(line.get(key))
-                if value is not None:
-                    xs.append(self.epoch_x(line))
+                value, x = as_number(line.get(key)), self.line_x(line, axis)
+                if value is not None and x is not None:
+                    xs.append(x)
                     ys.append(value)
             return xs, ys
 
-        return self._cached(f"series:{key}", build)
+        return self._cached(f"series:{key}:{axis}", build)
 
-    def event_x(self, event: dict[str, Any]) -> float:
-        """Where a latch or eval event sits on the epoch axis.
+    def event_x(self, event: dict[str, Any], axis: str = "epoch") -> float:
+        """Where a latch or eval event sits on ``axis``.
 
-        Placed by ``step``: after the last epoch line written at or before the event's
-        step (the first latch of V-MCR² happens at step 0, before any epoch: x = 0).
-        Without a step, its ``epoch`` is taken as a count of epochs done.
+        On the epoch axis it is placed by ``step``: after the last epoch line written at
+        or before the event's step (the first latch of V-MCR² happens at step 0, before
+        any epoch: x = 0); without a step, its ``epoch`` is taken as a count of epochs done.
         """
+        if axis != "epoch":
+            x = self.line_x(event, axis)
+            return x if x is not None else 0.0
         step = as_number(event.get("step"))
         if step is None:
             epoch = as_number(event.get("epoch"))
@@ -186,16 +198,6 @@ class RunHistory:
             [float(self.epoch_x(line)) for line in self.epochs]))
         index = bisect_right(steps, step)
         return xs[index - 1] if index else 0.0
-
-    def value_at(self, key: str, x: float) -> float | None:
-        """``key`` at the epoch line nearest to ``x`` (for marking events on a curve)."""
-        xs, ys = self.series(key)
-        if not xs:
-            return None
-        index = bisect_left(xs, x)
-        if index == len(xs) or (index > 0 and x - xs[index - 1] <= xs[index] - x):
-            index -= 1
-        return ys[index]
 
     def mean_epoch_time(self) -> float | None:
         _, times = self.series("epoch_time_s")

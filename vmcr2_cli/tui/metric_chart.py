@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual_plotext import PlotextPlot
 
 from vmcr2_cli.numbers import fmt_value
+from vmcr2_cli.tui.formatting import LATCH_COLOUR
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Series:
     xs: list[float]
     ys: list[float]
     markers: list[Marker] = field(default_factory=list)
+    latches: list[float] = field(default_factory=list)  # x of each latch: a vertical line for the top run
 
 
 class MetricChart(PlotextPlot):
@@ -63,12 +65,22 @@ class MetricChart(PlotextPlot):
         self.x_label = ""
         self.series: list[Series] = []
         self.empty_note: str | None = None
+        self.log_y = False
 
-    def show(self, series: list[Series], *, x_label: str = "", empty_note: str | None = None) -> None:
-        """Draw these series; ``empty_note`` replaces the waiting line when there is nothing to draw."""
+    def show(self, series: list[Series], *, x_label: str = "", empty_note: str | None = None,
+             log_y: bool = False) -> None:
+        """Draw these series; ``empty_note`` replaces the waiting line when there is nothing to draw.
+
+        ``log_y``: a logarithmic y axis (points ≤ 0 are left out, and said so in the title).
+        """
+        self.log_y = log_y
+        if log_y:
+            series = [logarithmic(s) for s in series]
         self.series = [s for s in series if s.xs]
         self.x_label = x_label
         self.empty_note = empty_note
+        if log_y and series and not self.series:
+            self.empty_note = "no positive value to draw on a log axis (l: linear)"
         self.refresh()
 
     def render(self) -> RenderResult:
@@ -97,6 +109,9 @@ class MetricChart(PlotextPlot):
         # A marker is a whole cell: keep them three cells apart or they hide the curve
         # (a 2000-epoch V-MCR² run latches 40 times).
         spacing = 3 * (x_hi - x_lo) / max(1, width - 6)
+        top = self.series[-1]  # the selected run is drawn last: its latches get a line across the chart
+        for x in spaced_positions([x for x in top.latches if x > x_lo], spacing):  # x_lo: the y axis's column
+            plt.vline(x, color=LATCH_COLOUR)
         for series in self.series:
             for marker in spaced(series.markers, spacing):
                 plt.scatter([marker.x], [marker.y], color=marker.colour, marker=marker.symbol)
@@ -109,9 +124,15 @@ class MetricChart(PlotextPlot):
         y_hi = max(max(s.ys) for s in self.series)
         if y_hi > y_lo:
             rows = max(1, height - 3)  # less the title, the x axis and its labels
-            y_ticks = nice_ticks(y_lo, y_hi, max(2, rows // 2 + 1))
+            most = max(2, rows // 2 + 1)
+            if self.log_y:
+                values = log_ticks(10 ** y_lo, 10 ** y_hi, most)
+                y_ticks, labels = [math.log10(v) for v in values], tick_labels(values)
+            else:
+                y_ticks = nice_ticks(y_lo, y_hi, most)
+                labels = tick_labels(y_ticks)
             if len(y_ticks) >= 2:
-                plt.yticks(y_ticks, tick_labels(y_ticks))
+                plt.yticks(y_ticks, labels)
         plt.plotsize(width, max(1, height - 1))
         plt._set_size(width, max(1, height - 1))  # see PlotextPlot.render: plotsize alone is not enough
         plt.theme(self._get_plotext_theme_name(self.app.theme))
@@ -125,7 +146,7 @@ class MetricChart(PlotextPlot):
         values = Text()
         for series in self.series:
             values.append(" ━", style=f"color({series.colour})")
-            values.append(f" {fmt_value(series.ys[-1])}")
+            values.append(f" {fmt_value(10 ** series.ys[-1] if self.log_y else series.ys[-1])}")
         by = Text(f"  by {self.x_label}", style="dim") if self.x_label else Text()
         for right, with_by in ((values, True), (Text(), True), (Text(), False)):
             left = Text(self.chart_title, style="bold")
@@ -151,6 +172,33 @@ def tick_labels(ticks: list[float]) -> list[str]:
         return [f"{t:.1e}" for t in ticks]
     decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
     return [f"{t:.{decimals}f}" for t in ticks]
+
+
+def log_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """Round values for a log axis over [lo, hi] (lo > 0): 1, 2, 5 × 10^k if few enough, else 1, 3 × 10^k,
+    else powers of ten, else round values spaced as on a linear axis (a range narrower than ~3×)."""
+    low, high = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    for mantissas in ((1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0 ** k for k in range(low, high + 1) for m in mantissas if lo <= m * 10.0 ** k <= hi]
+        if 2 <= len(ticks) <= most:
+            return ticks
+    return [t for t in nice_ticks(lo, hi, most) if t > 0]
+
+
+def logarithmic(series: Series) -> Series:
+    """``series`` with log10 of its positive values (the rest left out), for a log y axis."""
+    kept = [(x, math.log10(y)) for x, y in zip(series.xs, series.ys) if y > 0]
+    markers = [Marker(m.x, math.log10(m.y), m.symbol, m.colour) for m in series.markers if m.y > 0]
+    return Series(series.label, series.colour, [x for x, _ in kept], [y for _, y in kept], markers, series.latches)
+
+
+def spaced_positions(xs: list[float], spacing: float) -> list[float]:
+    """The positions at least ``spacing`` apart, the latest of a crowd kept."""
+    kept: list[float] = []
+    for x in sorted(xs, reverse=True):
+        if not kept or kept[-1] - x >= spacing:
+            kept.append(x)
+    return kept
 
 
 def spaced(markers: list[Marker], spacing: float) -> list[Marker]:

@@ -1,7 +1,11 @@
-"""Turns run histories into the ``Series`` the charts draw: by epoch, or by time since the run started."""
+"""Turns run histories into the ``Series`` the charts draw: epoch lines by epoch, step or time, and GPU readings
+by time since the run started."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
+from vmcr2_cli.tui.chart_options import ChartOptions, ema
 from vmcr2_cli.tui.formatting import EVAL_MARKER, LATCH_COLOUR, LATCH_MARKER
 from vmcr2_cli.tui.history import RunHistory
 from vmcr2_cli.tui.metric_chart import Marker, Series
@@ -10,23 +14,30 @@ EVAL_COLOUR = "default"  # the terminal's own foreground: visible on dark and li
 
 
 def epoch_series(runs: list[RunHistory], key: str, colours: dict[str, int], *,
-                 markers: bool = True) -> list[Series]:
-    """``key`` over epochs done, one series per run that has it, latch and eval events marked on it."""
+                 markers: bool = True, options: ChartOptions = ChartOptions()) -> list[Series]:
+    """``key`` from the epoch lines over ``options.x_axis``, smoothed as ``options`` say, one series per run
+    that has it; latch and eval events marked on the curve, and each latch's x kept for its line."""
     out = []
+    axis = options.x_axis
     for run in runs:
-        xs, ys = run.series(key)
+        xs, ys = run.series(key, axis)
         if not xs:
             continue
+        ys = ema(ys, options.weight)
         marks: list[Marker] = []
+        latches: list[float] = []
         if markers:
             for events, symbol, colour in ((run.latches, LATCH_MARKER, LATCH_COLOUR),
                                            (run.evals, EVAL_MARKER, EVAL_COLOUR)):
                 for event in events:
-                    x = run.event_x(event)
-                    y = run.value_at(key, x)
-                    if y is not None:
-                        marks.append(Marker(x, y, symbol, colour))
-        out.append(Series(run.name, colours.get(run.key, 7), xs, ys, marks))
+                    x = run.event_x(event, axis)
+                    if symbol == LATCH_MARKER:
+                        latches.append(x)
+                    index = bisect_left(xs, x)
+                    nearest = min((i for i in (index - 1, index) if 0 <= i < len(xs)),
+                                  key=lambda i: abs(xs[i] - x))
+                    marks.append(Marker(x, ys[nearest], symbol, colour))
+        out.append(Series(run.name, colours.get(run.key, 7), xs, ys, marks, latches))
     return out
 
 

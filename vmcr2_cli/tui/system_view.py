@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
+from vmcr2_cli.tui.chart_options import ChartOptions, x_label
 from vmcr2_cli.tui.history import RunHistory
 from vmcr2_cli.tui.metric_chart import MetricChart
 from vmcr2_cli.tui.series import epoch_series, time_series
@@ -32,7 +33,8 @@ class SystemView(Vertical):
                               waiting="waiting for the first GPU reading…")
         yield MetricChart("epoch time (s)", id="chart-epoch_time_s")
 
-    def show_runs(self, runs: list[RunHistory], colours: dict[str, int], numbers: dict[str, int]) -> None:
+    def show_runs(self, runs: list[RunHistory], colours: dict[str, int], numbers: dict[str, int],
+                  options: ChartOptions = ChartOptions()) -> None:
         gpu_state = {run.key: run.has_gpu for run in runs}
         cpu_runs = [run for run in runs if gpu_state[run.key] is False]
         gpu_runs = [run for run in runs if gpu_state[run.key] is not False]
@@ -53,4 +55,5 @@ class SystemView(Vertical):
         self.query_one("#chart-gpu_util", MetricChart).show(util, x_label=unit)
         self.query_one("#chart-gpu_mem", MetricChart).show(memory, x_label=unit)
         self.query_one("#chart-epoch_time_s", MetricChart).show(
-            epoch_series(runs, "epoch_time_s", colours, markers=False), x_label="epoch")
+            epoch_series(runs, "epoch_time_s", colours, markers=False, options=options), x_label=x_label(options),
+            log_y=options.log_y)
