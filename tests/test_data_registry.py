@@ -16,17 +16,26 @@ def hermetic(monkeypatch, tmp_path):
     return isolate_data(monkeypatch, tmp_path)
 
 
-def test_registry_names_the_eight_datasets():
+def test_registry_names_the_ten_datasets():
     assert dataset_names() == ["mnist", "fashion-mnist", "fashion-mnist-pairs", "fashion-mnist-triples",
-                               "cifar10", "cifar100", "tinyimagenet", "synthetic"]
+                               "cifar10", "cifar100", "tinyimagenet", "folder", "npz", "synthetic"]
 
 
-@pytest.mark.parametrize("name", list(DATASETS))
+USERS_DATA = ("folder", "npz")  # normalised by their own training images' statistics, computed at load
+
+
+@pytest.mark.parametrize("name", [name for name in DATASETS if name not in USERS_DATA])
 def test_each_entry_has_constants_per_channel_and_a_known_augmentation(name):
     spec = DATASETS[name]
     assert spec.augment in AUGMENTATIONS
     assert len(spec.mean) == len(spec.std) and len(spec.mean) in (1, 3)
     assert all(0 < m < 1 for m in spec.mean) and all(0 < s < 1 for s in spec.std)
+
+
+@pytest.mark.parametrize("name", USERS_DATA)
+def test_the_users_datasets_have_no_constants_and_no_augmentation_of_their_own(name):
+    spec = DATASETS[name]
+    assert spec.mean == spec.std == () and spec.augment == "none" and spec.num_classes is None
 
 
 def test_paper_augmentations_per_dataset():

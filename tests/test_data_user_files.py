@@ -123,3 +123,15 @@ def test_bad_user_data_is_one_line_exit_2_and_no_run(tmp_path, capsys, make, kin
                          "--runs-dir", tmp_path / "runs", capsys=capsys)
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_normalisation_is_the_training_images_own_statistics():
+    import torch
+
+    from vmcr2_cli.data.user_files import training_statistics
+
+    images = torch.randint(0, 256, (5000, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = training_statistics(images)  # summed over chunks of 4096 images
+    values = images.double() / 255
+    assert mean == pytest.approx(values.mean(dim=(0, 2, 3)).tolist(), rel=1e-9)
+    assert std == pytest.approx(values.transpose(0, 1).reshape(3, -1).std(dim=1, unbiased=False).tolist(), rel=1e-6)
