@@ -110,7 +110,9 @@ class MetricChart(PlotextPlot):
         # (a 2000-epoch V-MCR² run latches 40 times).
         spacing = 3 * (x_hi - x_lo) / max(1, width - 6)
         top = self.series[-1]  # the selected run is drawn last: its latches get a line across the chart
-        for x in spaced_positions([x for x in top.latches if x > x_lo], spacing):  # x_lo: the y axis's column
+        # At most about 8 latch lines (a run latching every epoch would hatch the chart), the latest kept;
+        # none at x_lo, the y axis's column.
+        for x in spaced_positions([x for x in top.latches if x > x_lo], max(spacing, (x_hi - x_lo) / 8)):
             plt.vline(x, color=LATCH_COLOUR)
         for series in self.series:
             for marker in spaced(series.markers, spacing):
