@@ -53,12 +53,15 @@ def runs(tmp_path):
     return a, b
 
 
+async def both_drawn(pilot, app) -> None:
+    await wait_until(pilot, lambda: len(chart(app, "delta_r").series) == 2)
+
+
 @async_test
 async def test_s_smooths_r_shows_raw_and_the_title_says_so(runs, tmp_path):
-    a, _ = runs
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: len(chart(app, "delta_r").series) == 2)
+        await both_drawn(pilot, app)
         raw = list(chart(app, "delta_r").series[-1].ys)
         await pilot.press("s")  # 0.6
         assert chart(app, "delta_r").series[-1].ys == pytest.approx(ema(raw, 0.6))
@@ -74,7 +77,7 @@ async def test_s_smooths_r_shows_raw_and_the_title_says_so(runs, tmp_path):
 async def test_l_draws_log10_and_labels_the_values(runs, tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: len(chart(app, "delta_r").series) == 2)
+        await both_drawn(pilot, app)
         raw = list(chart(app, "delta_r").series[-1].ys)
         await pilot.press("l")
         drawn = chart(app, "delta_r")
@@ -89,7 +92,7 @@ async def test_x_steps_through_epoch_step_and_time(runs, tmp_path):
     a, _ = runs
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: len(chart(app, "delta_r").series) == 2)
+        await both_drawn(pilot, app)
         assert chart(app, "delta_r").series[-1].xs == list(range(1, 9))
         await pilot.press("x")
         assert chart(app, "delta_r").series[-1].xs == [a.values(i)["step"] for i in range(8)]
@@ -105,7 +108,7 @@ async def test_x_steps_through_epoch_step_and_time(runs, tmp_path):
 async def test_latches_give_the_top_run_its_lines(runs, tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: len(chart(app, "delta_r").series) == 2)
+        await both_drawn(pilot, app)
         await pilot.press("j")  # the V-MCR² run on top
         top = chart(app, "delta_r").series[-1]
         assert "vmcr2" in top.label and top.latches == [3.0, 6.0]  # after epochs 3 and 6
@@ -117,7 +120,7 @@ async def test_latches_give_the_top_run_its_lines(runs, tmp_path):
 async def test_slash_filters_the_runs_by_a_regex_and_a_bad_one_is_said(runs, tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: len(chart(app, "delta_r").series) == 2)
+        await both_drawn(pilot, app)
         await pilot.press("slash")
         assert isinstance(app.screen, FilterScreen)
         app.screen.query_one(Input).value = "vmcr2$"
