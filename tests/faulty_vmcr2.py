@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 
 def _signal(name: str) -> int:
@@ -37,7 +38,9 @@ class _Interrupting:
         self._file.write(data[:half])
         self._file.flush()
         for number in self._signals:
-            os.kill(os.getpid(), number)  # the handler runs before the next bytecode
+            # To the main thread itself: a signal to the process may land on another thread (TensorBoard's
+            # writer), and two SIGINTs that arrive before the main thread looks are handled once.
+            signal.pthread_kill(threading.main_thread().ident, number)  # handled before the next bytecode
         return half + self._file.write(data[half:])
 
     def __getattr__(self, name: str):
