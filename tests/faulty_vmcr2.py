@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 
 def _signal(name: str) -> int:
@@ -38,9 +39,14 @@ class _Interrupting:
         self._file.write(data[:half])
         self._file.flush()
         for number in self._signals:
-            # To the main thread itself: a signal to the process may land on another thread (TensorBoard's
-            # writer), and two SIGINTs that arrive before the main thread looks are handled once.
-            signal.pthread_kill(threading.main_thread().ident, number)  # handled before the next bytecode
+            # To the main thread, and the next only once the handler has run (the trainer's replaces
+            # itself by the default one): two SIGINTs pending at once are handled once, which a user's
+            # two presses of Ctrl-C, seconds apart, never are.
+            handler = signal.getsignal(number)
+            signal.pthread_kill(threading.main_thread().ident, number)
+            deadline = time.monotonic() + 5
+            while signal.getsignal(number) is handler and time.monotonic() < deadline:
+                time.sleep(0.001)  # the handler runs in this (the main) thread, between these calls
         return half + self._file.write(data[half:])
 
     def __getattr__(self, name: str):
