@@ -64,7 +64,7 @@ def start(dist, profile: str, objective: str | None, values: dict[str, Any], run
 def check_launch(nproc: int, profile: str, objective: str | None, values: dict[str, Any], runs_dir: Path,
                  name: str | None, resume_path: Path | None) -> None:
     """What rank 0 would refuse at once, refused before ``--nproc`` starts any process."""
-    from vmcr2_cli.config import config_from_dict, load_config_file
+    from vmcr2_cli.config import load_config_file
     from vmcr2_cli.distributed.launcher import check_nproc
     from vmcr2_cli.runs import RunDir
 
@@ -72,8 +72,15 @@ def check_launch(nproc: int, profile: str, objective: str | None, values: dict[s
     if resume_path is None:
         _resolve_new(profile, objective, values, runs_dir, name, nproc)
     else:
-        config = load_config_file(RunDir.open(resume_path).config_path)
-        config_from_dict({**config.to_dict(), **values}, f"--resume {resume_path}", nproc)
+        _resumed_config(load_config_file(RunDir.open(resume_path).config_path), values, f"--resume {resume_path}",
+                        nproc)
+
+
+def _resumed_config(config, values: dict[str, Any], where: str, processes: int):
+    """A run's config with the keys ``--resume`` changes, validated for ``processes`` processes."""
+    from vmcr2_cli.config import config_from_dict
+
+    return config_from_dict({**config.to_dict(), **values}, where, processes)
 
 
 def _resolve_new(profile: str, objective: str | None, values: dict[str, Any], runs_dir: Path, name: str | None,
@@ -91,7 +98,7 @@ def _resolve_new(profile: str, objective: str | None, values: dict[str, Any], ru
 
 def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> dict[str, Any]:
     """Continue the run at ``path`` where its checkpoint stopped (from step 0 when it has none)."""
-    from vmcr2_cli.config import RESUME_CHANGEABLE, config_from_dict, load_config_file, to_toml
+    from vmcr2_cli.config import RESUME_CHANGEABLE, load_config_file, to_toml
     from vmcr2_cli.distributed import run_for_rank
     from vmcr2_cli.runs import RunDir, atomic_write_text
     from vmcr2_cli.training.checkpoints import check_checkpoint
@@ -116,7 +123,7 @@ def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> d
             if state is not None:
                 check_checkpoint(state, config, where)
             checkpoint.append(state)
-            return run, config_from_dict({**config.to_dict(), **values}, where, dist.world_size), meta
+            return run, _resumed_config(config, values, where, dist.world_size), meta
         except BaseException:
             locks.pop().release()
             raise
@@ -157,6 +164,7 @@ class Session:
     def __init__(self, config, device, dataset, dist, ranks: list[dict[str, str]]) -> None:
         self.config, self.device, self.dataset, self.dist, self.ranks = config, device, dataset, dist, ranks
         self.display = None
+        self.tensorboard = None  # rank 0's TensorBoardRun, closed when training ends
         self.tensorboard_hint: str | None = None
 
     @classmethod
@@ -187,6 +195,7 @@ class Session:
             trainer.restore(state, where)
         if self.dist.is_main:
             trainer.run, self.tensorboard_hint = with_tensorboard(run, to_toml(self.config), purge_from)
+            self.tensorboard = trainer.run if self.tensorboard_hint is None else None
         self.display = TrainingDisplay(self.config.epochs, trainer.loader.steps_per_epoch,
                                        quiet=not self.dist.is_main)
         trainer.on_step, trainer.on_epoch = self.display.on_step, self.display.on_epoch
@@ -244,9 +253,8 @@ class Session:
                     error=str(error))
             raise
         finally:
-            close_tensorboard = getattr(run, "close", None)  # a TensorBoardRun's event files
-            if close_tensorboard is not None:
-                close_tensorboard()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         run.set_status("finished", meta={key: value for key, value in result.items() if key.endswith("accuracy")},
                        epoch=trainer.epoch, step=trainer.global_step)
         return result

@@ -4,7 +4,7 @@ Written through ``torch.utils.tensorboard`` when the ``tensorboard`` package is 
 (``pip install 'vmcr2[tensorboard]'``); without it training runs as before and says once
 how to enable them. metrics.jsonl stays the run's record: the event files are a copy.
 
-Tags are ``<line type>/<key>`` (``epoch/delta_r``, ``step/loss``, ``latch/delta_r_after``,
+Tags are ``<line type>/<key>`` (``epoch/delta_r``, ``step/loss``, ``latch/delta_r_v_after``,
 ``eval/nearest_subspace_accuracy``), every scalar at the run's global step, so MCR²,
 V-MCR² and CE runs of one profile line up; the resolved config.toml is the text
 ``config``. A resumed run purges the events after its checkpoint's step, as it logs
