@@ -152,7 +152,7 @@ def test_no_augmentation_returns_the_normalized_images():
 
 
 def test_unknown_augmentation_is_bad_input():
-    with pytest.raises(BadInput, match="unknown augmentation 'rotate'; known: crop-flip, flip, none"):
+    with pytest.raises(BadInput, match="unknown augmentation 'rotate'; known: crop-flip, flip, resized-crop, none"):
         loader(augment="rotate")
 
 

@@ -28,8 +28,8 @@ def make(name):
     return build_objective(name, feature_dim=6, num_classes=3, settings=ObjectiveSettings(atoms_per_class=3))
 
 
-def test_build_objective_knows_the_three_objectives():
-    assert set(OBJECTIVES) == {"mcr2", "vmcr2", "ce"}
+def test_build_objective_knows_every_objective():
+    assert set(OBJECTIVES) == {"mcr2", "vmcr2", "ce", "mcr2-ssl", "tcr"}
     for name in OBJECTIVES:
         objective = make(name)
         assert isinstance(objective, TrainingObjective) and objective.name == name

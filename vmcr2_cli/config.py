@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmcr2_cli.data.augment import AUGMENTATIONS, FLIPPING, RESIZED_CROP
 from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.registry import MODEL_BUILDERS
-from vmcr2_cli.objective_registry import OBJECTIVES as OBJECTIVE_REGISTRY, VMCR2_METHODS
+from vmcr2_cli.objective_registry import OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS
 from vmcr2_cli.runs import read_toml
 
 if sys.version_info >= (3, 11):
@@ -54,8 +55,8 @@ class TrainConfig:
     # --- data
     dataset: str = _key("fashion-mnist", "dataset name", choices=DATASETS)
     data_root: str = _key("", "folder with the dataset files ('' = search the usual places)")
-    augment: str = _key("crop-flip", "on-device augmentation: RandomCrop(32, pad 8)+flip, flip only, none",
-                        choices=("crop-flip", "flip", "none"))
+    augment: str = _key("crop-flip", "on-device augmentation: RandomCrop(32, pad 8)+flip, flip only, random "
+                        "resized crop+flip+jitter (self-supervised views), none", choices=AUGMENTATIONS)
     label_noise: float = _key(0.0, "fraction of training labels re-drawn uniformly (seeded)", low=0.0, high=1.0)
     train_subset: int = _key(0, "train on the first N shuffled training images (0 = all)", low=0)
     num_classes: int = _key(10, "classes of the synthetic dataset (real datasets fix their own)", low=2,
@@ -87,12 +88,16 @@ class TrainConfig:
                              "(tangent: the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
     track_rate: float = _key(1.0, "tangent method: how far Γ, A move towards each batch (1 = refit)",
                              low=0.0, high=1.0, low_open=True, applies=("vmcr2_method", ("tangent",)))
+    views: int = _key(8, "self-supervised: random views of each image per step (they form its class)", low=2,
+                      applies=("objective", SELF_SUPERVISED))
+    invariance_weight: float = _key(200.0, "TCR: weight λ of the pull of each view to its image's mean view",
+                                    low=0.0, applies=("objective", ("tcr",)))
     atoms_per_class: int = _key(20, "dictionary atoms per class s; q = s·k", low=1)
     latch_every: int = _key(50, "epochs between latchings (Algorithm 2); 0 = only before training", low=0)
     objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))
     # --- optimisation
     epochs: int = _key(2000, "training epochs", low=1)
-    batch_size: int = _key(1000, "images per step", low=2)
+    batch_size: int = _key(1000, "images per step (self-supervised: each with its views)", low=2)
     optimizer: str = _key("sgd", "optimizer of the featurizer θ", choices=("sgd", "adam"))
     lr: float = _key(1e-3, "learning rate", low=0.0, low_open=True)
     momentum: float = _key(0.0, "SGD momentum", low=0.0, high=1.0, applies=("optimizer", ("sgd",)))
@@ -286,7 +291,10 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
                        f"{config.feature_dim}: latching takes each class's top atoms_per_class eigenvectors "
                        f"in a feature_dim-dimensional space")
     spec = get_spec(config.dataset)
-    if config.augment in ("crop-flip", "flip") and not spec.mirror_safe:
+    if config.objective in SELF_SUPERVISED and config.augment != RESIZED_CROP:
+        raise BadInput(f"{where}: objective = {config.objective!r} learns from random views of each image: "
+                       f"it needs augment = {RESIZED_CROP!r}, not {config.augment!r}")
+    if config.augment in FLIPPING and not spec.mirror_safe:
         raise BadInput(f"{where}: augment = {config.augment!r} flips images, which changes the class of "
                        f"{config.dataset} (read left to right); use augment = 'none'")
     if config.batch_size % processes:

@@ -28,6 +28,8 @@ class ObjectiveEntry:
 
     ``color``: its colour in every figure (matplotlib); ``terminal_colours``: the ANSI
     colour numbers (of the 16 every SSH terminal has) that its runs take in turn in watch.
+    ``self_supervised``: it trains without labels, on random views of each image (the
+    views of one image are a class of the batch).
     """
 
     name: str
@@ -35,21 +37,28 @@ class ObjectiveEntry:
     builder: str
     color: str
     terminal_colours: tuple[int, ...]
+    self_supervised: bool = False
 
     def build(self, *args: Any, **kwargs: Any) -> Any:
         module, _, function = self.builder.partition(":")
         return getattr(import_module(module), function)(*args, **kwargs)
 
 
-# MCR² in blues, V-MCR² in reds and magentas, CE in grey/green; yellow is kept for latch markers.
+# MCR² in blues, V-MCR² in reds and magentas, CE in grey/green, the self-supervised ones in
+# cyan and purple; yellow is kept for latch markers.
 OBJECTIVES: dict[str, ObjectiveEntry] = {
     entry.name: entry
     for entry in [
         ObjectiveEntry("mcr2", "MCR²", "vmcr2_cli.objectives.training:build_mcr2", "#1f77b4", (6, 4, 14, 12)),
         ObjectiveEntry("vmcr2", "V-MCR²", "vmcr2_cli.objectives.training:build_vmcr2", "#d62728", (5, 1, 13, 9)),
         ObjectiveEntry("ce", "CE", "vmcr2_cli.objectives.training:build_ce", "#7f7f7f", (2, 10)),
+        ObjectiveEntry("mcr2-ssl", "MCR² (self-supervised)", "vmcr2_cli.objectives.self_supervised:build_mcr2_ssl",
+                       "#17becf", (14, 6), self_supervised=True),
+        ObjectiveEntry("tcr", "TCR (self-supervised)", "vmcr2_cli.objectives.self_supervised:build_tcr",
+                       "#9467bd", (13, 5), self_supervised=True),
     ]
 }
+SELF_SUPERVISED = tuple(name for name, entry in OBJECTIVES.items() if entry.self_supervised)
 
 
 def objective_label(objective: str | None, method: str | None = None) -> str:

@@ -22,7 +22,8 @@ REFERENCE = "mcr2-reference"
 VMCR2_VARIANTS = {("vmcr2" if method == "paper" else f"vmcr2-{method}"): method for method in VMCR2_METHODS}
 # The variants in the order of the table: the reference, then every registered objective
 # (V-MCR² once per method).
-VARIANTS = (REFERENCE, *(variant for name in OBJECTIVES
+# The self-supervised objectives are left out: their classes are a batch's images, not --classes.
+VARIANTS = (REFERENCE, *(variant for name, entry in OBJECTIVES.items() if not entry.self_supervised
                          for variant in (VMCR2_VARIANTS if name == "vmcr2" else (name,))))
 # Featurizers a training step can be timed with (names of ``models.registry``) → the
 # channels of their images (all C×32×32) and the training set whose epoch is projected

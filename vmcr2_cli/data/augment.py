@@ -7,6 +7,8 @@ batch's augmentation depends only on the generator's seed and is the same on eve
 - ``crop-flip``: RandomCrop(H×W, padding=8) with zero padding — an independent offset per
   image — then a horizontal flip with probability ½ (MNIST, CIFAR).
 - ``flip``: the horizontal flip alone (Tiny ImageNet, already resized to 32 at load).
+- ``resized-crop``: random resized crop, flip and photometric jitter, the augmentation of
+  self-supervised training, optionally several views of each image (see :mod:`views`).
 - ``none``: the images unchanged.
 """
 
@@ -17,7 +19,9 @@ import torch.nn.functional as F
 
 from vmcr2_cli.errors import BadInput
 
-AUGMENTATIONS = ("crop-flip", "flip", "none")
+RESIZED_CROP = "resized-crop"
+AUGMENTATIONS = ("crop-flip", "flip", RESIZED_CROP, "none")
+FLIPPING = ("crop-flip", "flip", RESIZED_CROP)  # refused where a mirror changes the class
 CROP_PADDING = 8
 
 

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from vmcr2_cli.data import augment as augmentations
+from vmcr2_cli.data import views as view_augmentations
 from vmcr2_cli.data.seeding import cpu_generator
 from vmcr2_cli.errors import BadInput
 
@@ -85,8 +86,10 @@ class DeviceLoader:
     batch; ``augment``: "crop-flip", "flip" or "none"; ``mean``/``std``: per channel on the
     [0, 1] scale (or one value); ``drop_last``: skip the last partial batch (the paper's
     objectives want full batches); ``channels_last``: the memory format of the output;
-    ``padding``: the crop padding of "crop-flip"; ``rank``/``world_size``: this process's
-    share of each batch under DDP.
+    ``padding``: the crop padding of "crop-flip"; ``views``: with "resized-crop", how many
+    random views of each image a batch holds (image-major: ``batch_size·views`` rows, each
+    image's label repeated; see :mod:`views`); ``rank``/``world_size``: this process's
+    share of each batch under DDP (whole images, with all their views).
 
     >>> loader = DeviceLoader(ds.train_images, ds.train_labels, 1000, "cuda", mean=ds.mean, std=ds.std)
     >>> for step, (images, labels, labels_cpu) in loader.epoch(epoch, start_step=step0): ...
@@ -106,12 +109,16 @@ class DeviceLoader:
         drop_last: bool = True,
         channels_last: bool = False,
         padding: int = augmentations.CROP_PADDING,
+        views: int = 1,
         rank: int = 0,
         world_size: int = 1,
         dtype: torch.dtype = torch.float32,
     ):
         _check_split(images, labels)
         self.augment = augmentations.check_augment(augment)
+        if views < 1 or (views > 1 and augment != augmentations.RESIZED_CROP):
+            raise ValueError(f"views = {views}: several views of an image need the {augmentations.RESIZED_CROP!r} "
+                             f"augmentation, and at least one")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size or batch_size % world_size:
@@ -126,6 +133,7 @@ class DeviceLoader:
         self.seed = seed
         self.drop_last = drop_last
         self.padding = padding
+        self.views = views
         self.rank = rank
         self.world_size = world_size
         self.num_samples = images.shape[0]
@@ -144,9 +152,16 @@ class DeviceLoader:
         return torch.randperm(self.num_samples, generator=cpu_generator(self.seed, "epoch-permutation", epoch))
 
     def augment_params(self, epoch: int, step: int, count: int) -> torch.Tensor:
-        """The augmentation choices of the global batch (epoch, step), from (seed, epoch, step) only."""
+        """The augmentation choices of the global batch (epoch, step), from (seed, epoch, step) only:
+        one row per image (``views.draw_view_params``' (count, views, 10) with "resized-crop")."""
         generator = cpu_generator(self.seed, "augment", epoch, step)
+        if self.augment == augmentations.RESIZED_CROP:
+            return view_augmentations.draw_view_params(count, self.views, generator)
         return augmentations.draw_params(self.augment, count, generator, self.padding)
+
+    def batch_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The labels of a batch's rows from its images' labels: each repeated once per view."""
+        return labels if self.views == 1 else labels.repeat_interleave(self.views)
 
     def batch_indices(self, epoch: int, step: int) -> torch.Tensor:
         """The dataset indices of the global batch (epoch, step), on the CPU (all ranks)."""
@@ -167,9 +182,12 @@ class DeviceLoader:
             shard, params = slice(low, high), params[low - start : high - start]
             indices = order[shard]
             images = self.images.index_select(0, indices)
-            if self.augment != "none":
+            if self.augment == augmentations.RESIZED_CROP:
+                images = view_augmentations.apply_views(images, params)
+            elif self.augment != "none":
                 images = augmentations.apply(self.augment, images, _to_device(params, self.device), self.padding)
-            yield step, Batch(self.normalize(images), self.labels.index_select(0, indices), self.labels_cpu[order_cpu[shard]])
+            labels = self.batch_labels(self.labels.index_select(0, indices))
+            yield step, Batch(self.normalize(images), labels, self.batch_labels(self.labels_cpu[order_cpu[shard]]))
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         """The whole set in dataset order, unaugmented, the last partial batch kept (all ranks)."""

@@ -79,7 +79,7 @@ class TrainingObjective(nn.Module):
         """The exact r, r_c, delta_r of the batch, without a graph."""
         with torch.no_grad():
             rr = rate_reduction(Z.detach(), partition, self.num_classes, self.eps2, self.dtype, validate=validate)
-        return _rate_metrics(rr)
+        return rate_metrics(rr)
 
 
 class MCR2Objective(TrainingObjective):
@@ -96,7 +96,7 @@ class MCR2Objective(TrainingObjective):
         partition, _ = batch_partitions(labels, self.num_classes, Z, collective)
         Z = whole_batch(Z, collective)  # exact ΔR needs every row of the batch, with its gradient
         rr = rate_reduction(Z, partition, self.num_classes, self.eps2, self.dtype, validate=self._validating(Z))
-        return StepResult(loss=-rr.delta_r, metrics=_rate_metrics(rr))
+        return StepResult(loss=-rr.delta_r, metrics=rate_metrics(rr))
 
 
 class VMCR2Objective(TrainingObjective):
@@ -196,7 +196,7 @@ def _with_variational(metrics: dict[str, Tensor], terms) -> dict[str, Tensor]:
             "r_v_over_r": r_v / metrics["r"].to(r_v.dtype)}
 
 
-def _rate_metrics(rr: RateReduction) -> dict[str, Tensor]:
+def rate_metrics(rr: RateReduction) -> dict[str, Tensor]:
     return {"r": rr.r.detach(), "r_c": rr.r_c.detach(), "delta_r": rr.delta_r.detach()}
 
 
@@ -206,7 +206,8 @@ class ObjectiveSettings:
 
     ``atoms_per_class``: s; V-MCR²'s dictionary holds q = s·k atoms (the paper's 10·k or
     20·k). ``nu_A``, ``nu_gamma``: the proximal steps in units of 1/L; ``method`` and
-    ``track_rate``: how V-MCR² trains θ (see :class:`VMCR2Objective`).
+    ``track_rate``: how V-MCR² trains θ (see :class:`VMCR2Objective`); ``views`` and
+    ``invariance_weight``: the self-supervised objectives' n and TCR's λ (``self_supervised.py``).
     """
 
     eps2: float = 0.5
@@ -217,13 +218,16 @@ class ObjectiveSettings:
     nu_A: float = 5.0
     method: str = "paper"
     track_rate: float = 1.0
+    views: int = 8
+    invariance_weight: float = 200.0
 
     @classmethod
     def of(cls, config: Any) -> "ObjectiveSettings":
         """The settings of a training configuration (a ``config.TrainConfig``)."""
         return cls(eps2=config.eps2, dtype=getattr(torch, config.objective_dtype),
                    atoms_per_class=config.atoms_per_class, mu=config.mu, nu_gamma=config.nu_gamma,
-                   nu_A=config.nu_a, method=config.vmcr2_method, track_rate=config.track_rate)
+                   nu_A=config.nu_a, method=config.vmcr2_method, track_rate=config.track_rate,
+                   views=config.views, invariance_weight=config.invariance_weight)
 
 
 def build_mcr2(feature_dim: int, num_classes: int, settings: ObjectiveSettings,

@@ -49,6 +49,8 @@ class TrainingDisplay:
         variational = ""
         if "m_term" in record:
             variational = f"  R^v {record['r_v']:.2f}  R_c^v {record['r_c_v']:.2f}  M {record['m_term']:.3g}"
+        if "invariance" in record:  # self-supervised: how alike an image's views are
+            variational = f"  invariance {record['invariance']:.3f}"
         self.console.print(
             f"epoch {done:>{len(str(self.total_epochs))}}/{self.total_epochs}  "
             f"ΔR {record['delta_r']:8.4f}  R {record['r']:8.4f}  R_c {record['r_c']:8.4f}{variational}  "

@@ -10,6 +10,7 @@ from vmcr2_cli.config import TrainConfig, check_data_fit
 from vmcr2_cli.data import DeviceLoader, ImageDataset, load_dataset
 from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.objective_registry import SELF_SUPERVISED
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -67,4 +68,4 @@ def training_loader(config: TrainConfig, dataset: ImageDataset, device: torch.de
     return DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,
                         augment=config.augment, mean=dataset.mean, std=dataset.std,
                         seed=config.seed, drop_last=True, channels_last=channels_last,
-                        rank=dist.rank, world_size=dist.world_size)
+                        views=config.views if config.objective in SELF_SUPERVISED else 1, rank=dist.rank, world_size=dist.world_size)

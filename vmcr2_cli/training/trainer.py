@@ -226,8 +226,8 @@ class Trainer:
             torch.manual_seed(step_seed(config.seed, self.global_step, self.dist.rank))  # dropout stream of this step
             # Grouping by class from the CPU labels: no device→host sync in the step. Under
             # DDP every rank knows the global batch's labels from the epoch's order.
-            labels = batch.labels_cpu if order is None else self.loader.labels_cpu[
-                order[step * self.loader.batch_size:(step + 1) * self.loader.batch_size]]
+            labels = batch.labels_cpu if order is None else self.loader.batch_labels(self.loader.labels_cpu[
+                order[step * self.loader.batch_size:(step + 1) * self.loader.batch_size]])
             partition = ClassPartition(labels, self.dataset.num_classes)
             result = self.train_step(batch.images, partition)
             finite = torch.isfinite(result.loss.detach())

@@ -89,6 +89,10 @@ def detail_items(s: RunSummary, colour: int) -> list[tuple[int, Text]]:
     ]
     if s.eval_accuracy is not None:
         items.append((3, item("eval", fmt_accuracy(s.eval_accuracy))))
+    if s.knn_accuracy is not None:
+        items.append((3, item("kNN", fmt_accuracy(s.knn_accuracy))))
+    if s.invariance is not None:
+        items.append((4, item("invariance", fmt_value(s.invariance))))
     if s.corrupt_lines:
         items.append((2, Text(f"{s.corrupt_lines} corrupt line{'s' if s.corrupt_lines != 1 else ''} skipped",
                               style="yellow")))

@@ -54,6 +54,8 @@ class RunSummary:
     m_term: float | None
     r_v_over_r: float | None
     """R^v / R: 1 when V-MCR² is faithful to the exact R."""
+    invariance: float | None
+    """Self-supervised runs: the views' mean cosine to their image's mean view (1 = identical views)."""
     loss: float | None
     lr: float | None
     mean_epoch_time_s: float | None
@@ -67,6 +69,8 @@ class RunSummary:
     last_line_age_s: float | None
     latches: int
     eval_accuracy: float | None
+    knn_accuracy: float | None
+    """kNN test accuracy of the last eval line: the measure of the self-supervised runs."""
     corrupt_lines: int
 
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +147,7 @@ def summarize(run: RunHistory, now: float, *, process_alive: bool | None = None)
         r_c_v=as_number(latest.get("r_c_v")),
         m_term=as_number(latest.get("m_term")),
         r_v_over_r=as_number(latest.get("r_v_over_r")),
+        invariance=as_number(latest.get("invariance")),
         loss=as_number(latest.get("loss")),
         lr=as_number(latest.get("lr")),
         mean_epoch_time_s=mean_epoch,
@@ -155,6 +160,7 @@ def summarize(run: RunHistory, now: float, *, process_alive: bool | None = None)
         last_line_age_s=age,
         latches=len(run.latches),
         eval_accuracy=_eval_accuracy(run.evals[-1]) if run.evals else None,
+        knn_accuracy=as_number(run.evals[-1].get("knn_accuracy")) if run.evals else None,
         corrupt_lines=run.corrupt_lines,
     )
 

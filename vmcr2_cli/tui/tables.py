@@ -163,6 +163,8 @@ def run_detail_table(summary: RunSummary) -> Table:
     if summary.objective == "vmcr2" or summary.m_term is not None:
         rows += [("R^v", fmt_value(summary.r_v)), ("R_c^v", fmt_value(summary.r_c_v)),
                  ("M", fmt_value(summary.m_term)), ("R^v / R", fmt_value(summary.r_v_over_r))]
+    if summary.invariance is not None:
+        rows.append(("view invariance", fmt_value(summary.invariance)))
     rows += [
         ("loss", fmt_value(summary.loss)),
         ("lr", NO_VALUE if summary.lr is None else f"{summary.lr:.3g}"),
@@ -175,6 +177,7 @@ def run_detail_table(summary: RunSummary) -> Table:
          else f"{fmt_duration(summary.last_line_age_s)} ago"),
         ("latches", str(summary.latches)),
         ("eval accuracy", fmt_accuracy(summary.eval_accuracy)),
+        ("kNN accuracy", fmt_accuracy(summary.knn_accuracy)),
     ]
     if summary.corrupt_lines:
         rows.append(("corrupt lines", Text(f"{summary.corrupt_lines} skipped", style="yellow")))
