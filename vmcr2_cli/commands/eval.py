@@ -17,8 +17,9 @@ def eval_run(
                                              help="Directions per class of the nearest-subspace classifier "
                                                   "(default ⌊d/k⌋, the paper's)."),
     methods: str = typer.Option("nearsub,knn", "--methods",
-                                help="Comma-separated: nearsub (always), knn, svm (linear SVM) and kmeans "
-                                     "(clustering accuracy and NMI); svm and kmeans need vmcr2[sklearn]."),
+                                help="Comma-separated: nearsub (always), knn, svm (linear SVM), probe (logistic "
+                                     "regression on the frozen features), kmeans and rrc (clustering by compression; "
+                                     "both: clustering accuracy and NMI); all but nearsub and knn need vmcr2[sklearn]."),
     knn_k: int = typer.Option(10, "--knn-k", help="Neighbours of the kNN accuracy (cosine similarity)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     data_root: Optional[Path] = typer.Option(None, "--data-root",
@@ -64,6 +65,7 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
     """The eval results as Rich tables."""
     from rich.table import Table
 
+    from vmcr2_cli.evaluation.classical import SCORES
     from vmcr2_cli.numbers import fmt
     from vmcr2_cli.objective_registry import objective_label
 
@@ -78,9 +80,7 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
     accuracy.add_row(f"nearest subspace (eq. 8, {results['components']} directions per class)",
                      fmt(results["nearest_subspace_accuracy"], ".4f"))
     optional = [(f"kNN (cosine, k = {results['knn_k']})", "knn_accuracy"),
-                ("linear SVM (LinearSVC on the training features)", "svm_accuracy"),
-                ("k-means of the test features: clustering accuracy (Hungarian)", "kmeans_accuracy"),
-                ("k-means of the test features: NMI", "kmeans_nmi"),
+                *((score.label, score.key) for score in SCORES),
                 ("CE head (Linear(d, k))", "head_accuracy")]
     for label, key in optional:
         if results.get(key) is not None:

@@ -91,6 +91,8 @@ def train(
         typer.echo(f"run: {result['run_dir']}")
         if accuracy is not None:
             typer.echo(f"nearest-subspace test accuracy: {accuracy:.4f}")
+        if result.get("knn_accuracy") is not None:
+            typer.echo(f"kNN test accuracy: {result['knn_accuracy']:.4f}")
 
 
 def _worker_args(*, profile: str, objective: str | None, overrides: list[str], epochs: int | None,

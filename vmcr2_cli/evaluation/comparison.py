@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.evaluation.classical import SCORES
 from vmcr2_cli.numbers import finite, fmt
 from vmcr2_cli.objective_registry import objective_label
 from vmcr2_cli.runs import RunDir, add_epoch_line, epoch_number, is_run_dir, runs_in
@@ -142,7 +143,7 @@ def _row(record: RunRecord) -> dict[str, Any]:
     times = [e["epoch_time_s"] for e in epochs if finite(e.get("epoch_time_s")) is not None]
     last = epochs[-1] if epochs else {}
     best = max(delta, key=lambda pair: pair[1]) if delta else (None, None)
-    accuracy, head, source = _test_accuracy(record)
+    accuracy, source, evaluation = _test_accuracy(record)
     return {
         "run_id": record.run.name,
         "run_dir": str(record.run.path),
@@ -163,22 +164,23 @@ def _row(record: RunRecord) -> dict[str, Any]:
         "r_final": finite(last.get("r")),
         "r_c_final": finite(last.get("r_c")),
         "test_accuracy": accuracy,
-        "head_accuracy": head,
-        # vmcr2 eval --methods svm,kmeans, when it was asked for
-        **{key: finite((record.evaluation or {}).get(key)) for key in ("svm_accuracy", "kmeans_accuracy",
-                                                                         "kmeans_nmi")},
+        "head_accuracy": finite(evaluation.get("head_accuracy")),
+        "knn_accuracy": finite(evaluation.get("knn_accuracy")),
+        # vmcr2 eval --methods svm,probe,kmeans,rrc, when it was asked for
+        **{score.key: finite((record.evaluation or {}).get(score.key)) for score in SCORES},
         "test_accuracy_source": source,
         "epoch_time_mean_s": statistics.fmean(times) if times else None,
         "epoch_time_median_s": statistics.median(times) if times else None,
     }
 
 
-def _test_accuracy(record: RunRecord) -> tuple[float | None, float | None, str | None]:
-    """Nearest-subspace (and CE head) test accuracy: eval.json, else training's final eval line."""
+def _test_accuracy(record: RunRecord) -> tuple[float | None, str | None, dict[str, Any]]:
+    """Nearest-subspace test accuracy, where it came from and that evaluation's values (the CE head's
+    and kNN's accuracy beside it): eval.json, else training's final eval line."""
     for source, values in (("eval.json", record.evaluation), ("training end", record.last_eval_line)):
         if values and finite(values.get("nearest_subspace_accuracy")) is not None:
-            return values["nearest_subspace_accuracy"], finite(values.get("head_accuracy")), source
-    return None, None, None
+            return values["nearest_subspace_accuracy"], source, values
+    return None, None, {}
 
 
 def curves(records: list[RunRecord]):
@@ -218,9 +220,8 @@ def table_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
     for row in rows:
         total = row["epochs_total"]
         accuracy = "not evaluated" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
-        others = [f"{name} {row[key]:.4f}" for name, key in (("head", "head_accuracy"), ("SVM", "svm_accuracy"),
-                                                             ("k-means", "kmeans_accuracy"), ("NMI", "kmeans_nmi"))
-                  if row.get(key) is not None]
+        named = (("head", "head_accuracy"), ("kNN", "knn_accuracy"), *((score.short, score.key) for score in SCORES))
+        others = [f"{name} {row[key]:.4f}" for name, key in named if row.get(key) is not None]
         if others:
             accuracy += f" ({', '.join(others)})"
         if row["test_accuracy_source"] == "training end":

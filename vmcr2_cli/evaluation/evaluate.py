@@ -1,7 +1,8 @@
 """``vmcr2 eval``'s measurements of one run, as one JSON-able dict (what eval.json holds).
 
 - accuracy: nearest subspace (eq. 8, p = ⌊d/k⌋ directions unless set), kNN (cosine,
-  k = 10), and the CE head's for CE runs — all on the test set;
+  k = 10), and the CE head's for CE runs — all on the test set; on request the linear SVM,
+  the linear probe and the two clusterings of ``classical.py``;
 - the exact R, R_c, ΔR of the whole training set in float64 (eval-mode features, no
   augmentation), next to the batch-averaged values training logged for its last epoch
   (train-mode, augmented batches: a different scale, α = d/(mε²) with m the batch size);
@@ -21,7 +22,8 @@ from typing import Any
 import torch
 
 from vmcr2_cli.errors import BadInput, RunFailed
-from vmcr2_cli.evaluation.classical import DEFAULT_METHODS, check_available, kmeans_scores, linear_svm_accuracy
+from vmcr2_cli.evaluation.classical import (DEFAULT_METHODS, SCORES, check_available, compression_scores,
+                                            kmeans_scores, linear_probe_accuracy, linear_svm_accuracy)
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.loading import LoadedRun
 from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, head_accuracy, per_class_recall
@@ -88,17 +90,8 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
                                                     eps2=config.eps2)
     ns_accuracy = accuracy(predicted, test_y)
     recall = per_class_recall(predicted, test_y, k)
-    knn_accuracy = svm_accuracy = None
-    if "knn" in options.methods:
-        log(f"kNN (cosine, k = {options.knn_k})…")
-        knn_accuracy = accuracy(knn_predict(train_z, train_y, test_z, k, options.knn_k), test_y)
-    if "svm" in options.methods:
-        log("linear SVM on the training features (scikit-learn)…")
-        svm_accuracy = linear_svm_accuracy(train_z, train_y, test_z, test_y, seed=config.seed)
-    clustering: dict[str, float | None] = {"kmeans_accuracy": None, "kmeans_nmi": None}
-    if "kmeans" in options.methods:
-        log(f"k-means of the test features into {k} clusters (scikit-learn)…")
-        clustering = kmeans_scores(test_z, test_y, k, seed=config.seed)
+    scores = method_scores(train_z, train_y, test_z, test_y, k, options.methods, eps2=config.eps2,
+                           seed=config.seed, knn_k=options.knn_k, log=log)
     head = head_accuracy(loaded.networks.objective, test_z, test_y)
 
     effective = effective_dimension(stats.eigenvalues)
@@ -123,10 +116,8 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
         "num_test": int(test_z.shape[0]),
         "components": components,
         "nearest_subspace_accuracy": ns_accuracy,
-        "knn_accuracy": knn_accuracy,
         "knn_k": options.knn_k,
-        "svm_accuracy": svm_accuracy,
-        **clustering,
+        **scores,
         "methods": list(options.methods),
         "head_accuracy": head,
         "exact": {"r": stats.r, "r_c": stats.r_c, "delta_r": stats.delta_r, "samples": stats.num_samples,
@@ -160,6 +151,31 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     return finite_or_none(results)
 
 
+def method_scores(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor,
+                  num_classes: int, methods: tuple[str, ...], *, eps2: float, seed: int, knn_k: int = 10,
+                  log: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """kNN's accuracy and every ``classical.SCORES`` entry (None where its method was not asked for)."""
+    k = num_classes
+    scores: dict[str, Any] = {"knn_accuracy": None, **{score.key: None for score in SCORES},
+                              "rrc_natural_groups": None}
+    if "knn" in methods:
+        log(f"kNN (cosine, k = {knn_k})…")
+        scores["knn_accuracy"] = accuracy(knn_predict(train_z, train_y, test_z, k, knn_k), test_y)
+    if "svm" in methods:
+        log("linear SVM on the training features (scikit-learn)…")
+        scores["svm_accuracy"] = linear_svm_accuracy(train_z, train_y, test_z, test_y, seed=seed)
+    if "probe" in methods:
+        log("linear probe: logistic regression on the training features (scikit-learn)…")
+        scores["probe_accuracy"] = linear_probe_accuracy(train_z, train_y, test_z, test_y, seed=seed)
+    if "kmeans" in methods:
+        log(f"k-means of the test features into {k} clusters (scikit-learn)…")
+        scores.update(kmeans_scores(test_z, test_y, k, seed=seed))
+    if "rrc" in methods:
+        log(f"clustering by compression of the test features into {k} groups…")
+        scores.update(compression_scores(test_z, test_y, k, eps2, seed=seed))
+    return scores
+
+
 def metrics_record(results: dict[str, Any]) -> dict[str, Any]:
     """The flat ``eval`` line for metrics.jsonl (what watch and compare read)."""
     exact, structure = results["exact"], results["structure"]
@@ -167,7 +183,7 @@ def metrics_record(results: dict[str, Any]) -> dict[str, Any]:
         "epoch": results["epoch"], "step": results["step"], "source": "vmcr2 eval",
         "nearest_subspace_accuracy": results["nearest_subspace_accuracy"], "components": results["components"],
         "knn_accuracy": results["knn_accuracy"], "head_accuracy": results["head_accuracy"],
-        **{key: results[key] for key in ("svm_accuracy", "kmeans_accuracy", "kmeans_nmi") if results[key] is not None},
+        **{score.key: results[score.key] for score in SCORES if results[score.key] is not None},
         "exact_delta_r": exact["delta_r"], "exact_r": exact["r"], "exact_r_c": exact["r_c"],
         "mean_abs_cos": structure["mean_abs_cos"], "nc1": structure["nc1"],
     }

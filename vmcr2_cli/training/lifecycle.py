@@ -224,7 +224,7 @@ class Session:
                 if not dist.is_main:
                     return result  # rank 0 evaluates and records the end alone
                 if config.eval_at_end:
-                    display.message("evaluating: nearest subspace on the test set…")
+                    display.message("evaluating: nearest subspace and kNN on the test set…")
                     with stop.immediate():  # it writes nothing until it ends: a signal stops it at once
                         evaluation = final_evaluation(trainer)
                     run.append_metrics("eval", epoch=trainer.epoch, step=trainer.global_step, **evaluation)
