@@ -19,6 +19,7 @@ from torch import nn
 from vmcr2_cli.config import TrainConfig, resolve_config
 from vmcr2_cli.distributed import Distributed, FollowerRun, process_group_from_environment, run_for_rank
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.objective_registry import SELF_SUPERVISED
 from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.latching import latch_over_dataset
@@ -27,17 +28,19 @@ from vmcr2_cli.data.seeding import step_seed
 from vmcr2_cli.training.interrupts import TrainingInterrupted
 from vmcr2_cli.training.trainer import Trainer
 
-OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce")  # vmcr2-<method>: vmcr2_method = <method>
+# vmcr2-<method>: vmcr2_method = <method>; the self-supervised ones with 4 views of each image.
+OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce", "mcr2-ssl", "tcr")
 CPU = torch.device("cpu")
 
 
 def tiny_config(objective: str, **changes) -> TrainConfig:
     """10 synthetic classes, 400 images, 4 steps of 100 an epoch: seconds on a CPU."""
-    objective, _, method = objective.partition("-")
     values = {"synthetic_train_per_class": 40, "synthetic_test_per_class": 10, "batch_size": 100,
               "device": "cpu", "log_every": 1, "eval_at_end": False, **changes}
-    if method:
-        values["vmcr2_method"] = method
+    if objective in SELF_SUPERVISED:
+        values.update(augment="resized-crop", views=4)
+    elif objective.startswith("vmcr2-"):
+        objective, _, values["vmcr2_method"] = objective.partition("-")
     return resolve_config("synthetic", objective, values)[0]
 
 
@@ -57,7 +60,8 @@ def without_dropout(trainer: Trainer) -> Trainer:
 def global_partition(trainer: Trainer, epoch: int, step: int) -> ClassPartition:
     """The classes of the global batch (epoch, step), which every process knows."""
     loader = trainer.loader
-    return ClassPartition(loader.labels_cpu[loader.batch_indices(epoch, step)], trainer.dataset.num_classes)
+    return ClassPartition(loader.batch_labels(loader.labels_cpu[loader.batch_indices(epoch, step)]),
+                          trainer.dataset.num_classes)
 
 
 def trained_state(trainer: Trainer) -> dict[str, torch.Tensor]:

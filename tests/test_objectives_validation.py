@@ -109,7 +109,7 @@ def test_latching_from_moments_checks_shapes(variational):
 
 
 def test_unknown_objective_names_the_choices():
-    with pytest.raises(ValueError, match="choose one of ce, mcr2, vmcr2"):
+    with pytest.raises(ValueError, match="choose one of ce, mcr2, mcr2-ssl, tcr, vmcr2"):
         build_objective("mse", 5, 3)
 
 

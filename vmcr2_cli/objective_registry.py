@@ -59,6 +59,7 @@ OBJECTIVES: dict[str, ObjectiveEntry] = {
     ]
 }
 SELF_SUPERVISED = tuple(name for name, entry in OBJECTIVES.items() if entry.self_supervised)
+SUPERVISED = tuple(name for name in OBJECTIVES if name not in SELF_SUPERVISED)
 
 
 def objective_label(objective: str | None, method: str | None = None) -> str:

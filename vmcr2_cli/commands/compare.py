@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from vmcr2_cli.errors import BadInput
-from vmcr2_cli.objective_registry import OBJECTIVES
+from vmcr2_cli.objective_registry import SUPERVISED
 from vmcr2_cli.runs import atomic_write_text
 
 FIGURE_FILE = "compare.png"
@@ -25,8 +25,9 @@ def compare(
     train: bool = typer.Option(False, "--train", help="First train the runs of --objectives that are not given "
                                                       "(same profile, seed and data order)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="With --train: the profile to train."),
-    objectives: str = typer.Option(",".join(OBJECTIVES), "--objectives",
-                                   help="With --train: comma-separated objectives to compare."),
+    objectives: str = typer.Option(",".join(SUPERVISED), "--objectives",
+                                   help="With --train: comma-separated objectives to compare (the self-supervised "
+                                        "mcr2-ssl and tcr need a profile with their views, e.g. fashion-mnist-ssl)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="With --train: epochs of each new run."),
     seed: Optional[int] = typer.Option(None, "--seed", help="With --train: the seed of every new run "
                                                             "(default: the first given run's, else the profile's)."),
