@@ -32,6 +32,12 @@ CROSS_KEY_CASES = {
                               "has no effect with model = 'preact-resnet18' (only with model = 'resnet18')"),
     "width-without-mnist-cnn": (["--profile", "cifar10", "--set", "width=0.5"],
                                 "width = 0.5 has no effect with model = 'resnet18'"),
+    "dropout-on-a-resnet": (["--profile", "cifar10", "--set", "dropout=false"],
+                            "dropout = False has no effect with model = 'resnet18'"),
+    "ssl-crop-of-composed-images": (["--profile", "fashion-mnist-pairs", "--objective", "mcr2-ssl",
+                                     "--set", "augment='resized-crop'"],
+                                    "augment = 'resized-crop' flips images, which changes the class of "
+                                    "fashion-mnist-pairs"),
     "momentum-with-adam": (["--set", "momentum=0.9"], "momentum = 0.9 has no effect with optimizer = 'adam'"),
     "track-rate-with-paper": (["--set", "track_rate=0.5"],
                               "track_rate = 0.5 has no effect with vmcr2_method = 'paper'"),

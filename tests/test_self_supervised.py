@@ -85,6 +85,15 @@ def test_a_views_batch_groups_the_views_of_each_image_and_no_two_images():
     assert torch.equal(next(iter(loader.epoch(0)))[1].images, next(iter(loader.epoch(0)))[1].images)
 
 
+def test_without_dropout_the_mnist_cnn_is_deterministic_in_train_mode():
+    from vmcr2_cli.models.registry import build_featurizer
+
+    images = torch.randn(4, 1, 32, 32)
+    for dropout, same in ((False, True), (True, False)):
+        model = build_featurizer("mnist-cnn", in_channels=1, feature_dim=8, dropout=dropout).train()
+        assert torch.equal(model(images), model(images)) == same
+
+
 def test_several_views_need_the_resized_crop():
     with pytest.raises(ValueError, match="resized-crop"):
         DeviceLoader(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 2,

@@ -73,6 +73,8 @@ class TrainConfig:
                      choices=("imagenet", "cifar"), applies=("model", ("resnet18",)))
     width: float = _key(1.0, "channel width multiplier of the MNIST CNN (1.0 = the paper's)", low=0.0, low_open=True,
                         applies=("model", ("mnist-cnn",)))
+    dropout: bool = _key(True, "MNIST CNN: the paper's dropout layers (0.25, 0.5); false turns them off",
+                         applies=("model", ("mnist-cnn",)))
     feature_dim: int = _key(128, "feature dimension d", low=1)
     # --- objective (paper §4.1)
     objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)

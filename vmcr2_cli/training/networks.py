@@ -44,7 +44,7 @@ class Networks:
         torch.manual_seed(config.seed)  # initial weights and Γ: the same on every process
         model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
                                  feature_dim=config.feature_dim, stem=config.stem,
-                                 width=config.width, image_size=dataset.image_shape[1:])
+                                 width=config.width, image_size=dataset.image_shape[1:], dropout=config.dropout)
         model = on_device(model, device)
         objective = build_objective(config.objective, config.feature_dim, dataset.num_classes,
                                     ObjectiveSettings.of(config)).to(device)
