@@ -32,6 +32,8 @@ CROSS_KEY_CASES = {
                               "has no effect with model = 'preact-resnet18' (only with model = 'resnet18')"),
     "width-without-mnist-cnn": (["--profile", "cifar10", "--set", "width=0.5"],
                                 "width = 0.5 has no effect with model = 'resnet18'"),
+    "latch-images-without-vmcr2": (["--objective", "mcr2", "--set", "latch_images=1000"],
+                                   "latch_images = 1000 has no effect with objective = 'mcr2'"),
     "dropout-on-a-resnet": (["--profile", "cifar10", "--set", "dropout=false"],
                             "dropout = False has no effect with model = 'resnet18'"),
     "ssl-crop-of-composed-images": (["--profile", "fashion-mnist-pairs", "--objective", "mcr2-ssl",

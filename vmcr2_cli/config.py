@@ -96,6 +96,8 @@ class TrainConfig:
                                     low=0.0, applies=("objective", ("tcr",)))
     atoms_per_class: int = _key(20, "dictionary atoms per class s; q = s·k", low=1)
     latch_every: int = _key(50, "epochs between latchings (Algorithm 2); 0 = only before training", low=0)
+    latch_images: int = _key(0, "images a latch reads: 0 = the whole training set (Algorithm 2 as written), else "
+                             "a seeded random sample of about this many", low=0, applies=("objective", ("vmcr2",)))
     objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))
     # --- optimisation
     epochs: int = _key(2000, "training epochs", low=1)

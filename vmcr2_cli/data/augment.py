@@ -50,7 +50,8 @@ def apply(name: str, images: torch.Tensor, params: torch.Tensor, padding: int = 
         return crop_flip(images, params[:, :2], params[:, 2].bool(), padding)
     if name == "flip":
         return flip(images, params[:, 2].bool())
-    check_augment(name)
+    if check_augment(name) == RESIZED_CROP:
+        raise ValueError("the resized-crop views are drawn by views.draw_view_params and applied by views.apply_views")
     return images
 
 

@@ -83,7 +83,7 @@ class DeviceLoader:
     """Batches of the whole training set, held on ``device`` as uint8.
 
     ``images``: uint8 (N, C, H, W); ``labels``: int64 (N,); ``batch_size``: the global
-    batch; ``augment``: "crop-flip", "flip" or "none"; ``mean``/``std``: per channel on the
+    batch; ``augment``: one of ``augment.AUGMENTATIONS``; ``mean``/``std``: per channel on the
     [0, 1] scale (or one value); ``drop_last``: skip the last partial batch (the paper's
     objectives want full batches); ``channels_last``: the memory format of the output;
     ``padding``: the crop padding of "crop-flip"; ``views``: with "resized-crop", how many

@@ -4,6 +4,7 @@ in train mode, as the training steps see them, for latching."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager
+from itertools import islice
 from typing import Iterator
 
 import torch
@@ -51,8 +52,9 @@ def frozen_batchnorm_statistics(model: torch.nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def training_mode_features(model: nn.Module, loader: DeviceLoader, epoch: int, *, seed: int, rank: int = 0,
-                           autocast: AbstractContextManager) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features of the training set as the training steps see them (Algorithm 2's Z_θ).
+                           autocast: AbstractContextManager, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of the training set as the training steps see them (Algorithm 2's Z_θ); with
+    ``steps``, of the first ``steps`` batches of ``epoch``'s order only (a seeded random sample).
 
     M compares ΓDiag(A_j)Γᵀ with the second moments of *training* batches, so Γ and A
     are latched on the same features: train mode (dropout on), ``epoch``'s order and
@@ -63,7 +65,7 @@ def training_mode_features(model: nn.Module, loader: DeviceLoader, epoch: int, *
     """
     chunks, labels = [], []
     with frozen_batchnorm_statistics(model):
-        for step, batch in loader.epoch(epoch):
+        for step, batch in islice(loader.epoch(epoch), steps):
             torch.manual_seed(step_seed(seed, -1 - step, rank))  # a dropout stream of its own
             with autocast:
                 chunks.append(model(batch.images).float())

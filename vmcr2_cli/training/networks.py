@@ -8,6 +8,8 @@ a checkpoint's weights are then loaded with :meth:`Networks.load`.
 
 from __future__ import annotations
 
+import math
+
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -71,10 +73,13 @@ class Networks:
             return extract_features(self.model, images, labels, mean=dataset.mean, std=dataset.std,
                                     device=self.device, batch_size=batch_size, channels_last=self.channels_last)
 
-    def latching_features(self, loader: DeviceLoader, epoch: int, seed: int,
-                          rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of the training set as ``epoch``'s training steps see them (see ``training_mode_features``)."""
-        return training_mode_features(self.model, loader, epoch, seed=seed, rank=rank, autocast=self.autocast)
+    def latching_features(self, loader: DeviceLoader, epoch: int, seed: int, rank: int = 0,
+                          images: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the training set as ``epoch``'s training steps see them (see ``training_mode_features``);
+        with ``images``, of about that many: the first ⌈images/batch⌉ batches of the epoch's order."""
+        steps = math.ceil(images / loader.batch_size) if images else None
+        return training_mode_features(self.model, loader, epoch, seed=seed, rank=rank, autocast=self.autocast,
+                                      steps=steps)
 
 
 def uses_channels_last(device: torch.device) -> bool:

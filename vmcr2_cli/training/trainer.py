@@ -166,7 +166,7 @@ class Trainer:
     # ------------------------------------------------------------------ latching (Algorithm 2)
     def latch(self) -> dict:
         """Latch Γ and A on the features of the whole training set; log a ``latch`` line."""
-        features, labels = self.latching_features()  # this rank's share of the training set
+        features, labels = self.latching_features()  # this rank's share of the training set (or of its sample)
         report = latch_over_dataset(self.objective.variational, features, labels,
                                     self.dataset.num_classes, self.config.batch_size, seed=self.config.seed,
                                     collective=self.collective)
@@ -177,7 +177,8 @@ class Trainer:
 
     def latching_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of the training set's features, as this epoch's steps see them."""
-        return self.networks.latching_features(self.loader, self.epoch, self.config.seed, self.dist.rank)
+        return self.networks.latching_features(self.loader, self.epoch, self.config.seed, self.dist.rank,
+                                               images=self.config.latch_images)
 
     def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of an image set in eval mode, without augmentation (for classification)."""
