@@ -6,7 +6,7 @@ and seed), never trained; its eval-mode features of the training and test sets a
 nearest subspace, kNN, the linear probe, k-means and clustering by compression.
 
 Usage (the floor rows of benchmarks/SELF_SUPERVISED.md):
-    python benchmarks/initial_features.py --profile fashion-mnist-ssl
+    python benchmarks/initial_features.py --profile fashion-mnist-ssl [--objective mcr2-ssl]
     python benchmarks/initial_features.py --profile default --methods nearsub,knn,probe
 """
 
@@ -27,10 +27,11 @@ from vmcr2_cli.training.setup import load_training_data, resolve_device
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="fashion-mnist-ssl")
+    parser.add_argument("--objective", default=None, help="the profile's objective unless given (its ε² scores RRC)")
     parser.add_argument("--methods", default="nearsub,knn,probe,kmeans,rrc")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as vmcr2 train --set")
     args = parser.parse_args()
-    config, _ = resolve_config(args.profile, overrides=dict(parse_override(text) for text in args.set))
+    config, _ = resolve_config(args.profile, args.objective, dict(parse_override(text) for text in args.set))
     methods = parse_methods(args.methods)
     check_available(methods)
     dataset = load_training_data(config)
