@@ -13,11 +13,18 @@ class TrainingInterrupted(Exception):
     evaluation, training was complete)."""
 
 
+# What a second signal does when the process had been started with the signal ignored.
+_DEFAULT_EFFECT = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
+
 class StopRequested:
     """Context manager: while active, the first SIGINT/SIGTERM sets ``requested``.
 
     The trainer checks the flag after each step, checkpoints and exits 130. A second
-    signal restores the default behaviour, so a stuck run can still be killed.
+    signal has its default effect (KeyboardInterrupt for SIGINT, termination for SIGTERM),
+    so a stuck run can still be killed — also when the process started with the signal
+    ignored, as a non-interactive shell starts its background jobs (``cmd &``): restoring
+    that SIG_IGN would make the second signal do nothing.
 
     ``under_launcher``: the process is one of torchrun's workers. The launcher forwards
     the user's Ctrl-C and, once a worker exits, SIGTERMs the others; those signals must
@@ -40,7 +47,7 @@ class StopRequested:
             raise TrainingInterrupted(self.signal_name)
         if not self.under_launcher:
             for sig, handler in self._previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, _DEFAULT_EFFECT[sig] if handler in (signal.SIG_IGN, None) else handler)
 
     @contextmanager
     def immediate(self) -> Iterator[None]:
