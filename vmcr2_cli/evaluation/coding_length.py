@@ -26,6 +26,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from vmcr2_cli.objectives.numerics import add_identity, cholesky_logdet
+
 
 class Clustering(NamedTuple):
     """labels: (m,) int64 group of each vector, 0 … groups − 1; natural_groups: how many groups
@@ -40,10 +42,9 @@ class Clustering(NamedTuple):
 def coding_lengths(moments: Tensor, sizes: Tensor, eps2: float) -> Tensor:
     """L of each group (bits) from its second moments (g, D, D) and sizes (g,): float64 (g,)."""
     dim = moments.shape[-1]
-    scale = dim / (sizes * eps2)
-    matrices = torch.eye(dim, dtype=moments.dtype) + scale[:, None, None] * moments
-    return (sizes + dim) / 2 * torch.linalg.cholesky_ex(matrices)[0].diagonal(dim1=-2, dim2=-1).log().sum(-1) \
-        * (2 / math.log(2))
+    matrices = add_identity(dim / (sizes[:, None, None] * eps2) * moments)
+    logdet = cholesky_logdet(matrices, check=True, what="I + D/(m ε²)·X Xᵀ of a group")
+    return (sizes + dim) / 2 * logdet / math.log(2)
 
 
 def _membership_bits(sizes: Tensor) -> Tensor:
