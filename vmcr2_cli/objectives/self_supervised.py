@@ -45,26 +45,28 @@ def invariance(Z: Tensor, views: int) -> Tensor:
 
 
 class SelfSupervisedObjective(TrainingObjective):
-    """The views' grouping of each batch, built once per batch size, and the metrics of both objectives."""
+    """The batch's two groupings, built once per batch size, and the metrics of both objectives."""
 
     metric_names = ("r", "r_c", "delta_r", "invariance")
 
     def __init__(self, views: int, eps2: float, dtype: torch.dtype, validate: bool | None) -> None:
-        self.views = check_positive_int("views", views)
         super().__init__(1, eps2, dtype, validate)  # the dataset's classes play no part
-        self._partitions: dict[int, ClassPartition] = {}
+        self.views = check_positive_int("views", views)
+        self._partitions: dict[int, tuple[ClassPartition, ClassPartition]] = {}
 
-    def grouping(self, Z: Tensor) -> ClassPartition:
-        """The views' partition of the whole batch Z (B·n rows)."""
+    def partitions(self, Z: Tensor) -> tuple[ClassPartition, ClassPartition]:
+        """The whole batch Z (B·n rows) grouped by image (B classes, :func:`view_partition`) and by
+        view (n classes: row i·n + v belongs to view v)."""
         rows = Z.shape[0]
         if rows % self.views:
             raise ValueError(f"a batch of {rows} rows is not whole images of {self.views} views each")
         if rows not in self._partitions:
-            self._partitions[rows] = view_partition(rows // self.views, self.views)
+            images = rows // self.views
+            by_view = ClassPartition(torch.arange(self.views).repeat(images), self.views)
+            self._partitions[rows] = view_partition(images, self.views), by_view
         return self._partitions[rows]
 
-    def _batch_rates(self, Z: Tensor, validate: bool):
-        partition = self.grouping(Z)
+    def _rates(self, Z: Tensor, partition: ClassPartition, validate: bool):
         return rate_reduction(Z, partition, partition.num_classes, self.eps2, self.dtype, validate=validate)
 
 
@@ -75,7 +77,8 @@ class MCR2SSLObjective(SelfSupervisedObjective):
 
     def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
         Z = whole_batch(Z, collective)  # the views of every image, with their gradient
-        rr = self._batch_rates(Z, self._validating(Z))
+        by_image, _ = self.partitions(Z)
+        rr = self._rates(Z, by_image, self._validating(Z))
         return StepResult(loss=-rr.delta_r, metrics={**rate_metrics(rr), "invariance": invariance(Z.detach(), self.views)})
 
 
@@ -91,20 +94,16 @@ class TCRObjective(SelfSupervisedObjective):
         if invariance_weight < 0:
             raise ValueError(f"invariance_weight must be >= 0, got {invariance_weight}")
         self.invariance_weight = float(invariance_weight)
-        self._by_view: dict[int, ClassPartition] = {}
 
     def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
         Z = whole_batch(Z, collective)
         validate = self._validating(Z)
-        rows = Z.shape[0]
-        self.grouping(Z)  # checks the batch is whole images
-        if rows not in self._by_view:  # row i·n + v belongs to view v
-            self._by_view[rows] = ClassPartition(torch.arange(self.views).repeat(rows // self.views), self.views)
-        r_views = rate_reduction(Z, self._by_view[rows], self.views, self.eps2, self.dtype, validate=validate).r_c
+        by_image, by_view = self.partitions(Z)
+        r_views = self._rates(Z, by_view, validate).r_c  # mean_v R(Z_v): R_c of the partition by view
         pull = invariance(Z, self.views)
         loss = -r_views - self.invariance_weight * pull.to(r_views.dtype)
         with torch.no_grad():
-            metrics = rate_metrics(self._batch_rates(Z.detach(), validate))
+            metrics = rate_metrics(self._rates(Z.detach(), by_image, validate))
         return StepResult(loss=loss, metrics={**metrics, "invariance": pull.detach(), "r_views": r_views.detach()})
 
 
