@@ -46,14 +46,14 @@ class TrainingDisplay:
         self.epoch_times.append(record["epoch_time_s"])
         done = epoch_number(record)
         remaining = (self.total_epochs - done) * sum(self.epoch_times) / len(self.epoch_times)
-        variational = ""
+        terms = ""  # what the objective adds: V-MCR²'s variational terms, the views' likeness
         if "m_term" in record:
-            variational = f"  R^v {record['r_v']:.2f}  R_c^v {record['r_c_v']:.2f}  M {record['m_term']:.3g}"
+            terms = f"  R^v {record['r_v']:.2f}  R_c^v {record['r_c_v']:.2f}  M {record['m_term']:.3g}"
         if "invariance" in record:  # self-supervised: how alike an image's views are
-            variational = f"  invariance {record['invariance']:.3f}"
+            terms = f"  invariance {record['invariance']:.3f}"
         self.console.print(
             f"epoch {done:>{len(str(self.total_epochs))}}/{self.total_epochs}  "
-            f"ΔR {record['delta_r']:8.4f}  R {record['r']:8.4f}  R_c {record['r_c']:8.4f}{variational}  "
+            f"ΔR {record['delta_r']:8.4f}  R {record['r']:8.4f}  R_c {record['r_c']:8.4f}{terms}  "
             f"{record['epoch_time_s']:6.1f} s  {record['images_per_s']:8,.0f} img/s  "
             f"ETA {fmt_duration(remaining)}")
         self.progress.reset(self.task, total=self.steps_per_epoch, epoch=min(done + 1, self.total_epochs),

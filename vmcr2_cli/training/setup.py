@@ -68,4 +68,5 @@ def training_loader(config: TrainConfig, dataset: ImageDataset, device: torch.de
     return DeviceLoader(dataset.train_images, dataset.train_labels, config.batch_size, device,
                         augment=config.augment, mean=dataset.mean, std=dataset.std,
                         seed=config.seed, drop_last=True, channels_last=channels_last,
-                        views=config.views if config.objective in SELF_SUPERVISED else 1, rank=dist.rank, world_size=dist.world_size)
+                        views=config.views if config.objective in SELF_SUPERVISED else 1,
+                        rank=dist.rank, world_size=dist.world_size)
