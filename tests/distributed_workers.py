@@ -34,14 +34,21 @@ CPU = torch.device("cpu")
 
 
 def tiny_config(objective: str, **changes) -> TrainConfig:
-    """10 synthetic classes, 400 images, 4 steps of 100 an epoch: seconds on a CPU."""
+    """10 synthetic classes, 400 images, 4 steps of 100 an epoch: seconds on a CPU. fp32: the processes'
+    results are compared with one process's to float32 rounding, finer than bf16's."""
     values = {"synthetic_train_per_class": 40, "synthetic_test_per_class": 10, "batch_size": 100,
-              "device": "cpu", "log_every": 1, "eval_at_end": False, **changes}
+              "device": "cpu", "log_every": 1, "eval_at_end": False, "precision": "fp32", **changes}
     if objective in SELF_SUPERVISED:
         values.update(augment="resized-crop", views=4)
     elif objective.startswith("vmcr2-"):
         objective, _, values["vmcr2_method"] = objective.partition("-")
     return resolve_config("synthetic", objective, values)[0]
+
+
+def tiny_trainer(objective: str, out: Path, **changes) -> Trainer:
+    """A one-process Trainer of ``tiny_config(objective, **changes)`` writing nothing (a follower's run)."""
+    config = tiny_config(objective, **changes)
+    return Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU)
 
 
 def one_step_config(objective: str) -> TrainConfig:

@@ -34,7 +34,7 @@ from vmcr2_cli.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=1"]
+         "--batch-size", "100", "--set", "log_every=1", "--set", "precision=fp32"]
 
 
 def reference_trainer(objective: str, out: Path) -> Trainer:

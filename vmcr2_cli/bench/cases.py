@@ -7,8 +7,9 @@ every objective the exact ΔR the trainer logs — and back-propagates the loss.
 ``mcr2-reference`` variant replaces the objective by ``rate_reduction_reference``
 (one d×d Cholesky per class in a Python loop: the cost profile of the original MCR²
 code, the paper's baseline). The whole training step is the trainer's own
-(``training/step.py``): the backbone's forward at ``--precision`` (bf16 autocast on a
-GPU by default, as training does; channels_last there), the objective's step,
+(``training/step.py``): the backbone's forward at ``--precision`` in the trainer's
+memory format (``training/precision.py``: bf16 autocast by default on a GPU and on a CPU
+that computes bf16 natively), the objective's step,
 ``zero_grad``, backward and the optimizer's step. Data loading and augmentation are not
 part of any step.
 """
@@ -23,7 +24,8 @@ from torch import Tensor, nn
 from vmcr2_cli.models import build_featurizer
 from vmcr2_cli.objectives import (ClassPartition, ObjectiveSettings, StepResult, TrainingObjective, build_objective,
                                   rate_reduction_reference)
-from vmcr2_cli.training.networks import backbone_autocast, on_device
+from vmcr2_cli.training.networks import on_device
+from vmcr2_cli.training.precision import backbone_precision
 from vmcr2_cli.training.step import training_step as run_training_step
 
 from .settings import REFERENCE, VMCR2_VARIANTS, BenchSettings
@@ -95,11 +97,12 @@ class Backbone:
 
     def __init__(self, settings: BenchSettings, device: torch.device, images: Tensor) -> None:
         self.device = device
-        self.images = images
+        precision = backbone_precision(device, settings.precision)
+        self.images = images.contiguous(memory_format=torch.channels_last) if precision.channels_last else images
         model = build_featurizer(settings.backbone, in_channels=settings.image_channels,
                                  feature_dim=settings.dim, stem=settings.stem)
-        self.model = on_device(model, device).train()
-        self.autocast = backbone_autocast(device, settings.precision)
+        self.model = on_device(model, device, precision).train()
+        self.autocast = precision.autocast
 
     def features(self) -> Tensor:
         """The batch's features (m, d), with a graph, at the trainer's precision."""

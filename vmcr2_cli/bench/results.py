@@ -129,8 +129,8 @@ def _notes(settings: BenchSettings, machine: dict, rows: list[dict]) -> list[str
                      "tensors; CPU: resident set growth, after returning free heap memory to the system).")
     if settings.backbone:
         notes.append(f"Training step: {settings.backbone} forward, objective, backward, SGD step on synthetic "
-                     f"{settings.image_channels}×{IMAGE_SIZE}×{IMAGE_SIZE} images (GPU: bf16 autocast, "
-                     "channels_last; objectives in " + settings.dtype + "). share = objective alone / "
+                     f"{settings.image_channels}×{IMAGE_SIZE}×{IMAGE_SIZE} images (backbone at --precision "
+                     f"{settings.precision}, as training runs it on this device; objectives in " + settings.dtype + "). share = objective alone / "
                      "training step. epoch = "
                      f"{settings.steps_per_epoch()} steps (⌊{settings.dataset_size}/{settings.batch_size}⌋) "
                      "× step median; data loading, latching and evaluation are not included.")

@@ -65,8 +65,7 @@ def _backbone(settings: BenchSettings, device: torch.device) -> Backbone:
     """The featurizer (seeded weights) with its one batch of synthetic images, reused at every k."""
     torch.manual_seed(settings.seed)  # the backbone's initial weights
     generator = torch.Generator().manual_seed(settings.seed)
-    images = synthetic_images(settings.batch_size, settings.image_channels, IMAGE_SIZE, device, generator,
-                              channels_last=device.type == "cuda")
+    images = synthetic_images(settings.batch_size, settings.image_channels, IMAGE_SIZE, device, generator)
     return Backbone(settings, device, images)
 
 

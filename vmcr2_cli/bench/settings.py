@@ -30,7 +30,7 @@ VARIANTS = (REFERENCE, *(variant for name, entry in OBJECTIVES.items() if not en
 # by default: the paper's dataset for that architecture.
 BACKBONES = {"mnist-cnn": (1, "mnist"), "resnet18": (3, "cifar100"), "preact-resnet18": (3, "cifar100")}
 STEMS = ("imagenet", "cifar")
-PRECISIONS = ("bf16", "fp32")  # of the backbone on a GPU, as the config's ``precision`` key
+PRECISIONS = ("bf16", "fp32")  # of the backbone, as the config's ``precision`` key
 DTYPES = ("float32", "float64")  # the objectives compute in float32 or float64, never half
 # Training-set sizes (images) of the datasets, by their ``data.registry`` names.
 DATASET_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000,
@@ -64,7 +64,7 @@ class BenchSettings:
     device: str  # as given: auto, cpu, cuda, cuda:N
     backbone: str | None  # None: the objectives alone
     stem: str  # ResNet18's stem (the paper's is ImageNet's 7×7/2 + max-pool)
-    precision: str  # the backbone's autocast on a GPU: bf16 or fp32
+    precision: str  # the backbone's autocast: bf16 or fp32 (bf16 on a CPU only where native)
     dataset_size: int  # training images per projected epoch
     dataset_name: str | None  # the dataset that gave dataset_size, if one did
     repeats: int  # timed calls per case, at most

@@ -44,11 +44,9 @@ def subspace_features(m: int, d: int, k: int, subspace_dim: int, device: torch.d
     return Z.to(device), labels
 
 
-def synthetic_images(m: int, channels: int, size: int, device: torch.device, generator: torch.Generator,
-                     channels_last: bool) -> Tensor:
+def synthetic_images(m: int, channels: int, size: int, device: torch.device, generator: torch.Generator) -> Tensor:
     """(m, channels, size, size) float32 standard-normal images on ``device`` (normalized pixels)."""
-    images = torch.randn(m, channels, size, size, generator=generator).to(device)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+    return torch.randn(m, channels, size, size, generator=generator).to(device)
 
 
 @torch.no_grad()

@@ -24,22 +24,30 @@ from vmcr2_cli.models import build_featurizer
 from vmcr2_cli.objectives import ObjectiveSettings, TrainingObjective, build_objective
 from vmcr2_cli.training.checkpoints import state_difference
 from vmcr2_cli.training.features import extract_features, training_mode_features
+from vmcr2_cli.training.precision import BackbonePrecision, backbone_precision
 
 
 @dataclass
 class Networks:
     """f_θ and the objective on ``device``, and how f_θ runs there.
 
-    ``channels_last``: NHWC images and weights (faster convolutions on CUDA);
-    ``autocast``: bf16 autocast of the backbone on CUDA when ``precision = "bf16"``
-    (the objectives compute in float32 or float64 whatever it is).
+    ``precision``: the backbone's autocast dtype and memory format on this device
+    (see :mod:`vmcr2_cli.training.precision`; the objectives compute in float32 or float64
+    whatever it is).
     """
 
     model: nn.Module
     objective: TrainingObjective
     device: torch.device
-    channels_last: bool
-    autocast: AbstractContextManager
+    precision: BackbonePrecision
+
+    @property
+    def channels_last(self) -> bool:
+        return self.precision.channels_last
+
+    @property
+    def autocast(self) -> AbstractContextManager:
+        return self.precision.autocast
 
     @classmethod
     def build(cls, config: TrainConfig, dataset: ImageDataset, device: torch.device) -> "Networks":
@@ -47,10 +55,11 @@ class Networks:
         model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
                                  feature_dim=config.feature_dim, stem=config.stem,
                                  width=config.width, image_size=dataset.image_shape[1:], dropout=config.dropout)
-        model = on_device(model, device)
+        precision = backbone_precision(device, config.precision)
+        model = on_device(model, device, precision)
         objective = build_objective(config.objective, config.feature_dim, dataset.num_classes,
                                     ObjectiveSettings.of(config)).to(device)
-        return cls(model, objective, device, uses_channels_last(device), backbone_autocast(device, config.precision))
+        return cls(model, objective, device, precision)
 
     def check_fits(self, state: dict, where: str) -> None:
         """BadInput (one line) unless the checkpoint's weights have the shapes of these networks."""
@@ -68,7 +77,12 @@ class Networks:
 
     def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor, dataset: ImageDataset,
                             batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of an image set in eval mode, without augmentation (for classification)."""
+        """Features of an image set in eval mode, without augmentation (for classification), in batches of
+        the training batch on a CPU and four of them on a GPU (no graph is kept, so they fit).
+
+        Measured on a 2-core CPU (default profile, bf16): 31 600 images/s at the training batch of 250,
+        12 100 at 500 and 13 700 at 1000 — larger batches leave the caches — so the CPU keeps it."""
+        batch_size = batch_size * 4 if self.device.type == "cuda" else batch_size
         with self.autocast:
             return extract_features(self.model, images, labels, mean=dataset.mean, std=dataset.std,
                                     device=self.device, batch_size=batch_size, channels_last=self.channels_last)
@@ -82,21 +96,10 @@ class Networks:
                                       steps=steps)
 
 
-def uses_channels_last(device: torch.device) -> bool:
-    """NHWC images and weights: faster convolutions on CUDA, slower on CPUs."""
-    return device.type == "cuda"
-
-
-def on_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """A featurizer on ``device``, in the memory format it runs fastest in there."""
+def on_device(model: nn.Module, device: torch.device, precision: BackbonePrecision) -> nn.Module:
+    """A featurizer on ``device``, in the memory format ``precision`` runs it in."""
     model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if uses_channels_last(device) else model
-
-
-def backbone_autocast(device: torch.device, precision: str) -> AbstractContextManager:
-    """bf16 autocast of the featurizer on CUDA when ``precision`` is "bf16"; full precision otherwise."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
-                          enabled=device.type == "cuda" and precision == "bf16")
+    return model.to(memory_format=torch.channels_last) if precision.channels_last else model
 
 
 @contextmanager
