@@ -98,6 +98,10 @@ class TrainConfig:
     latch_every: int = _key(50, "epochs between latchings (Algorithm 2); 0 = only before training", low=0)
     latch_images: int = _key(0, "images a latch reads: 0 = the whole training set (Algorithm 2 as written), else "
                              "a seeded random sample of about this many", low=0, applies=("objective", ("vmcr2",)))
+    latch_source: str = _key("pass", "what a latch after training epochs reads: pass = the training set's features "
+                             "in a pass of their own (Algorithm 2 as written), epoch = the class moments of the "
+                             "epoch's own training batches (no extra pass; the first latch still makes one)",
+                             choices=("pass", "epoch"), applies=("objective", ("vmcr2",)))
     objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))
     # --- optimisation
     epochs: int = _key(2000, "training epochs", low=1)
@@ -110,10 +114,14 @@ class TrainConfig:
                             choices=("constant", "step", "cosine"))
     # --- runtime
     device: str = _key("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _key("bf16", "autocast precision of the backbone on GPU (objectives stay float32+)",
+    precision: str = _key("bf16", "autocast precision of the backbone: bf16 on GPU and on CPUs that compute it "
+                          "natively, else fp32 (objectives stay float32+)",
                           choices=("bf16", "fp32"))
     seed: int = _key(0, "seed of every random stream (init, data order, augmentation)", low=0)
     log_every: int = _key(50, "steps between step lines in metrics.jsonl", low=1)
+    checkpoint_minutes: float = _key(0.0, "minutes between checkpoints at epoch ends; 0 = every epoch unless a "
+                                     "checkpoint costs over 2% of the time since the last (the last epoch and "
+                                     "every stop always write one)", low=0.0)
     eval_at_end: bool = _key(True, "compute the nearest-subspace test accuracy when training ends")
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +130,7 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # What ``train --resume`` may change in an existing run: where and how long it runs, not what it trains.
-RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end")
+RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end", "checkpoint_minutes")
 
 
 def _suggest(key: str) -> str:
@@ -294,6 +302,9 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
         raise BadInput(f"{where}: atoms_per_class = {config.atoms_per_class} exceeds feature_dim = "
                        f"{config.feature_dim}: latching takes each class's top atoms_per_class eigenvectors "
                        f"in a feature_dim-dimensional space")
+    if config.latch_images and config.latch_source == "epoch":
+        raise BadInput(f"{where}: latch_images = {config.latch_images} samples the pass that latch_source = 'epoch' "
+                       f"replaces by the epoch's own batches: set one or the other")
     spec = get_spec(config.dataset)
     if config.objective in SELF_SUPERVISED and config.augment != RESIZED_CROP:
         raise BadInput(f"{where}: objective = {config.objective!r} learns from random views of each image: "

@@ -341,7 +341,11 @@ class VariationalMCR2(nn.Module):
         with torch.no_grad(), full_precision(self.gamma.device):
             moments = second_moments.to(device=self.gamma.device, dtype=dtype)
             moments = (moments + moments.mT) / 2  # symmetric up to accumulated rounding
-            eigenvalues, eigenvectors = torch.linalg.eigh(moments)  # ascending
+            # In float64 whatever the dictionary's dtype: class moments are rank-deficient (a class's
+            # features span few directions), and float32 eigh of such matrices fails (NaN or a
+            # cuSOLVER error) on some CUDA builds; at k·d² it costs little next to the pass that made them.
+            eigenvalues, eigenvectors = torch.linalg.eigh(moments.double())  # ascending
+            eigenvalues, eigenvectors = eigenvalues.to(dtype), eigenvectors.to(dtype)
             top_vectors = eigenvectors[..., -s:].flip(-1)  # (k, d, s)
             top_values = eigenvalues[..., -s:].flip(-1).clamp_min(0) * (batch_size / total)
             A = torch.zeros(k, s, k, dtype=dtype, device=moments.device)

@@ -214,7 +214,7 @@ class Session:
         processes = f"  {dist.world_size} processes ({dist.backend})" if dist.enabled else ""
         display.message(f"[bold]{run.name}[/]  {config.objective} on {config.dataset} "
                         f"({self.dataset.num_classes} classes)  {config.model}  device {self.device}{processes}  "
-                        f"→ {run.path}")
+                        f"backbone {trainer.networks.precision.describe()}  → {run.path}")
         if self.tensorboard_hint:
             display.message(f"[dim]{self.tensorboard_hint}[/]")
         try:
@@ -280,9 +280,15 @@ def _check_run_name(name: str) -> None:
 
 
 def _distributed_meta(session: Session) -> dict[str, Any]:
-    """meta.json's record of the processes that train: world size, backend, each rank's host and device."""
+    """meta.json's record of the processes that train: world size, backend, each rank's host and device,
+    and the backbone's precision and memory format there (a resumed run may run on another machine)."""
+    from vmcr2_cli.training.precision import backbone_precision
+
     dist = session.dist
-    return {"world_size": dist.world_size, "backend": dist.backend, "ranks": session.ranks}
+    precision = backbone_precision(session.device, session.config.precision)
+    return {"world_size": dist.world_size, "backend": dist.backend, "ranks": session.ranks,
+            "backbone_precision": precision.dtype, "channels_last": precision.channels_last,
+            "precision_reason": precision.reason}
 
 
 def _initial_meta(config, profile_path: Path, session: Session) -> dict[str, Any]:

@@ -18,8 +18,9 @@ epoch's end, so nondeterministic GPU kernels cannot make the copies drift apart.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -27,12 +28,13 @@ from vmcr2_cli.config import TrainConfig
 from vmcr2_cli.data import ImageDataset
 from vmcr2_cli.data.seeding import step_seed
 from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
-from vmcr2_cli.objectives import ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError, StepResult
+from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError, StepResult,
+                                  whole_batch)
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.checkpoints import CHECKPOINT_VERSION, check_checkpoint
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
-from vmcr2_cli.training.latching import latch_over_dataset
+from vmcr2_cli.training.latching import ClassMomentSums, latch_from_moments, latch_over_dataset
 from vmcr2_cli.training.networks import Networks, not_fitting
 from vmcr2_cli.training.optim import build_optimizer, build_scheduler
 from vmcr2_cli.training.setup import training_loader
@@ -107,7 +109,10 @@ class Trainer:
         self.global_step = 0
         self.latched = False
         self.accumulator = EpochAccumulator()
+        # Class moments of this epoch's training batches, when the latch at its end reads them.
+        self.epoch_moments: ClassMomentSums | None = self._new_epoch_moments()
         self.saved_at: tuple[int, int] | None = None  # (epoch, global step) of the checkpoint on disk
+        self.checkpoint_clock = CheckpointClock(config.checkpoint_minutes)
         self.on_step: Callable[[dict], None] = lambda record: None
         self.on_epoch: Callable[[dict], None] = lambda record: None
 
@@ -128,6 +133,7 @@ class Trainer:
             "global_step": self.global_step,
             "latched": self.latched,
             "accumulator": self.accumulator.state_dict(),
+            "epoch_moments": None if self.epoch_moments is None else self.epoch_moments.state_dict(),
             # Every random stream is derived from the seed and (epoch, step): see module docstring.
             "seed": self.config.seed,
             "config": self.config.to_dict(),  # what trained it: an edited config.toml is found at resume
@@ -151,11 +157,15 @@ class Trainer:
         self.global_step = state["global_step"]
         self.latched = state["latched"]
         self.accumulator = EpochAccumulator.from_state(state["accumulator"], self.device)
+        moments = state.get("epoch_moments")  # absent from checkpoints of before latch_source
+        self.epoch_moments = (ClassMomentSums.from_state(moments, self.device) if moments is not None
+                              else self._new_epoch_moments())
         self.saved_at = (self.epoch, self.global_step)
 
     def save_checkpoint(self) -> None:
-        if self.dist.is_main:
-            self.run.save_checkpoint(self.state_dict())
+        with self.checkpoint_clock.writing():
+            if self.dist.is_main:
+                self.run.save_checkpoint(self.state_dict())
         self.saved_at = (self.epoch, self.global_step)
 
     def _synchronize_objective(self) -> None:
@@ -165,11 +175,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ latching (Algorithm 2)
     def latch(self) -> dict:
-        """Latch Γ and A on the features of the whole training set; log a ``latch`` line."""
-        features, labels = self.latching_features()  # this rank's share of the training set (or of its sample)
-        report = latch_over_dataset(self.objective.variational, features, labels,
-                                    self.dataset.num_classes, self.config.batch_size, seed=self.config.seed,
-                                    collective=self.collective)
+        """Latch Γ and A (Algorithm 2); log a ``latch`` line.
+
+        From the class moments of the epoch's own training batches when they were gathered
+        (``latch_source = "epoch"``), else from a pass over the training set (or its sample).
+        """
+        variational, k, batch_size = self.objective.variational, self.dataset.num_classes, self.config.batch_size
+        if self.epoch_moments is not None and self.epoch_moments.probe is not None:
+            moments, counts = self.epoch_moments.summed(self.collective)
+            probe_z, probe_y = self.epoch_moments.probe  # the epoch's last batch: this rank's rows, gathered
+            probe = (whole_batch(probe_z, self.collective), whole_batch(probe_y, self.collective))
+            report = latch_from_moments(variational, moments, counts, probe, k, batch_size)
+        else:
+            features, labels = self.latching_features()  # this rank's share of the training set (or of its sample)
+            report = latch_over_dataset(variational, features, labels, k, batch_size, seed=self.config.seed,
+                                        collective=self.collective)
         record = {"epoch": self.epoch, "step": self.global_step, **report}
         self.run.append_metrics("latch", **record)
         self.latched = True
@@ -184,6 +204,18 @@ class Trainer:
         """Features of an image set in eval mode, without augmentation (for classification)."""
         return self.networks.evaluation_features(images, labels, self.dataset, self.config.batch_size)
 
+    def _latches_after(self, epoch: int) -> bool:
+        """True when Algorithm 1 latches at the end of ``epoch`` (0-based): every latch_every epochs."""
+        every = self.config.latch_every
+        return self.is_variational and every > 0 and (epoch + 1) % every == 0
+
+    def _new_epoch_moments(self) -> ClassMomentSums | None:
+        """Empty sums for the epoch in progress when its latch reads the epoch's batches, else None."""
+        if (self.config.latch_source != "epoch" or self.epoch >= self.config.epochs
+                or not self._latches_after(self.epoch)):
+            return None
+        return ClassMomentSums.zeros(self.dataset.num_classes, self.config.feature_dim, self.device)
+
     # ------------------------------------------------------------------ the loop
     def fit(self, stop: StopRequested) -> None:
         """Train until ``config.epochs``; raises TrainingInterrupted or NonFiniteLoss."""
@@ -195,22 +227,29 @@ class Trainer:
                 raise TrainingInterrupted(_signal_name(stop))
         while self.epoch < config.epochs:
             self._train_epoch(stop)
-            if self.is_variational and config.latch_every and (self.epoch + 1) % config.latch_every == 0:
+            if self._latches_after(self.epoch):
                 self.latch()  # Algorithm 1, lines 13–14 (every latch_every epochs)
             self._synchronize_objective()
             self.epoch += 1
             self.step_in_epoch = 0
             self.accumulator = EpochAccumulator()
+            self.epoch_moments = self._new_epoch_moments()
             self.scheduler.step()
-            self.save_checkpoint()
-            if self.dist.any(stop.requested):
+            stopping = self.dist.any(stop.requested)
+            if stopping or self.epoch == config.epochs or self.checkpoint_clock.due():
+                self.save_checkpoint()
+            if stopping:
                 raise TrainingInterrupted(_signal_name(stop))
 
     def train_step(self, images: torch.Tensor, partition: ClassPartition) -> StepResult:
-        """Algorithm 1, lines 4–12 on one batch: this rank's images, the global batch's classes."""
+        """Algorithm 1, lines 4–12 on one batch: this rank's images, the global batch's classes. When the
+        epoch's latch reads its batches, their features join its class moments."""
+        moments = self.epoch_moments
+        observe = None if moments is None else (
+            lambda Z: moments.add(Z, partition.rows_of(self.dist.rank, self.dist.world_size)))
         try:
             return training_step(self.train_model, self.objective, self.optimizer, self.autocast, images,
-                                 partition, self.collective)
+                                 partition, self.collective, observe=observe)
         except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
             raise NonFiniteLoss(self.global_step) from None
 
@@ -218,8 +257,10 @@ class Trainer:
         config = self.config
         self.model.train()
         acc = self.accumulator
-        # First step at which the loss was non-finite, kept on the device until read.
+        # First step at which the loss was non-finite, and the step counter it is taken from: both
+        # on the device, so that no step waits for a host→device copy; read at log points.
         first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        device_step = torch.full((), self.global_step, dtype=torch.long, device=self.device)
         log_mark = (time.perf_counter(), acc.images)
         epoch_start = time.perf_counter() - acc.seconds
         order = self.loader.permutation(self.epoch) if self.dist.enabled else None
@@ -232,8 +273,8 @@ class Trainer:
             partition = ClassPartition(labels, self.dataset.num_classes)
             result = self.train_step(batch.images, partition)
             finite = torch.isfinite(result.loss.detach())
-            first_bad_step = torch.where((first_bad_step < 0) & ~finite,
-                                         torch.tensor(self.global_step, device=self.device), first_bad_step)
+            first_bad_step = torch.where((first_bad_step < 0) & ~finite, device_step, first_bad_step)
+            device_step += 1
             acc.add({"loss": result.loss.detach(), **result.metrics}, partition.num_samples)
             self.global_step += 1
             self.step_in_epoch = step + 1
@@ -285,6 +326,40 @@ class Trainer:
         if bad >= 0:
             raise NonFiniteLoss(bad)
 
+
+
+class CheckpointClock:
+    """When an epoch's end writes a checkpoint (the last epoch and every stop always do).
+
+    ``minutes`` > 0: once that many minutes have passed since the last checkpoint. 0 (auto):
+    whenever the time since the last one is at least ``1/COST_SHARE`` times what writing the
+    last one took, so checkpoints cost at most 2% of a run; on a CPU, where an epoch takes
+    seconds and a checkpoint milliseconds, that is every epoch. Epochs between two
+    checkpoints are replayed exactly by ``--resume`` after a crash; a signal or a full
+    disk stops the run with a checkpoint of its last step.
+    """
+
+    COST_SHARE = 0.02
+
+    def __init__(self, minutes: float) -> None:
+        self.minutes = minutes
+        self.last_end: float | None = None  # perf_counter() when the last checkpoint was written
+        self.last_cost = 0.0  # seconds the last write took
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.last_end = time.perf_counter()
+        self.last_cost = self.last_end - start
+
+    def due(self) -> bool:
+        if self.last_end is None:
+            return True
+        elapsed = time.perf_counter() - self.last_end
+        if self.minutes > 0:
+            return elapsed >= self.minutes * 60
+        return elapsed * self.COST_SHARE >= self.last_cost
 
 
 def _signal_name(stop: StopRequested) -> str:
