@@ -4,7 +4,10 @@ CI runs the script itself after the tests (.ci/run); this checks what it writes.
 """
 
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +24,15 @@ def test_the_cpu_mode_runs_every_step_and_writes_both_summaries(tmp_path):
     statuses = {step["name"]: step["status"] for step in summary["steps"]}
     assert statuses.pop("CUDA tests (pytest -m gpu)") == "skipped"
     assert set(statuses.values()) == {"passed"}, statuses
-    trainings = [step for step in summary["steps"] if step["name"].startswith("train")]
-    assert len(trainings) == 9 and all(step["figures"]["status"] == "finished" for step in trainings)
+    trainings = [step for step in summary["steps"] if step["name"].startswith(("train", "resume"))]
+    assert len(trainings) == 12 and all(step["figures"]["status"] == "finished" for step in trainings)
     assert trainings[-1]["figures"]["backend"] == "gloo"
+    resumed = next(step for step in trainings if step["name"].startswith("resume"))
+    assert resumed["figures"]["epoch_1_latched"] and resumed["figures"]["epoch_1_step_lines"] > 0
+    census = next(step for step in summary["steps"] if step["name"].startswith("sync census"))
+    assert census["figures"]["steps"] == 4 and census["figures"]["sites"] == []  # a CPU never waits for itself
+    lines = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert lines == summary["steps"]
     bench = next(step for step in summary["steps"] if step["name"].startswith("bench: objectives"))
     assert {row["variant"] for row in bench["figures"]["rows"]} >= {"mcr2", "vmcr2", "vmcr2-block"}
     text = (tmp_path / "gpu_check.md").read_text()
@@ -36,3 +45,61 @@ def test_without_a_gpu_the_full_check_refuses_with_exit_code_2(tmp_path):
         pytest.skip("this machine has a GPU")
     done = subprocess.run(["bash", str(SCRIPT), "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--cpu" in done.stderr
+
+
+def _start(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(SCRIPT), "--cpu", "--out", str(out), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_steps(out: Path, count: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    steps = out / "steps.jsonl"
+    while time.monotonic() < deadline:
+        if steps.is_file() and len(steps.read_text().splitlines()) >= count:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} steps after {timeout} s")
+
+
+def test_a_check_killed_mid_way_keeps_every_step_that_finished(tmp_path):
+    """SIGKILL to the whole session: nothing can run on the way out, yet every finished step is on disk."""
+    process = _start(tmp_path)
+    _wait_for_steps(tmp_path, 4, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    _, printed_err = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [line["name"] for line in lines[:4]] == ["imports without textual", "vmcr2 train --help without textual",
+                                                     "write the datasets (CIFAR-100, Tiny ImageNet formats)",
+                                                     "train 1 epoch: cifar100-vmcr2"]
+    assert all(line["status"] == "passed" for line in lines)
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["steps"] == lines  # rewritten after each step, so it holds all of them
+    assert "| train 1 epoch: cifar100-vmcr2 | passed |" in (tmp_path / "gpu_check.md").read_text()
+    assert any(log.name.startswith("04-train-1-epoch") for log in (tmp_path / "logs").iterdir())
+
+
+def test_sigterm_records_the_running_step_as_killed_and_the_rest_as_not_started(tmp_path):
+    process = _start(tmp_path)
+    _wait_for_steps(tmp_path, 3, process)  # the fourth, a training, is running
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+    statuses = [step["status"] for step in steps]
+    assert statuses[:3] == ["passed"] * 3 and "killed" in statuses and "failed" not in statuses
+    assert all(step["status"] == "skipped" and "not started" in step["reason"]
+               for step in steps[statuses.index("killed") + 1:])
+    assert len(steps) == 19  # every step is listed, finished or not
+    assert out.count("\n") >= 4  # one line per step as it ended
+
+
+def test_no_step_starts_once_the_budget_is_spent(tmp_path):
+    process = _start(tmp_path, "--budget-s", "3")
+    process.communicate(timeout=120)
+    steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
+    assert len(steps) == 19 and steps[0]["status"] == "passed"
+    spent = [step for step in steps if step["reason"] == "the time budget was spent"]
+    assert spent and all(step["status"] == "skipped" for step in spent)
+    assert all(step["seconds"] <= 4 for step in steps)  # a step running at the deadline is stopped there
