@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from vmcr2_cli.config import TrainConfig, resolve_config
-from vmcr2_cli.distributed import Distributed, FollowerRun, process_group_from_environment, run_for_rank
+from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed, FollowerRun, process_group_from_environment, run_for_rank
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.objective_registry import SELF_SUPERVISED
 from vmcr2_cli.objectives import ClassPartition, VariationalMCR2
@@ -94,7 +94,7 @@ def _process(rank: int, world_size: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     with process_group_from_environment() as dist:
         for scenario in (one_step, gamma_and_A_through_steps_and_latches, latch_over_shards,
-                         interrupt_and_resume, bad_input_agreement):
+                         latch_from_the_epoch, interrupt_and_resume, bad_input_agreement):
             scenario(dist, Path(out))
 
 
@@ -129,6 +129,24 @@ def gamma_and_A_through_steps_and_latches(dist: Distributed, out: Path) -> None:
     variational = trainer.objective.variational
     torch.save({"gamma": variational.gamma, "A": variational.A, "latched_gamma": latched},
                out / f"gamma-A-rank{dist.rank}.pt")
+
+
+def epoch_latch_trainer(out: Path, dist: Distributed = SINGLE_PROCESS, **changes) -> Trainer:
+    """One epoch of V-MCR² that latches at its end, with the featurizer frozen (lr 0): its steps'
+    features are then what a pass over the training set would see."""
+    config = tiny_config("vmcr2", epochs=1, latch_every=1, dropout=False, **changes)
+    trainer = Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU, dist)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.0
+    return trainer
+
+
+def latch_from_the_epoch(dist: Distributed, out: Path) -> None:
+    """latch_source = "epoch" on this process's rows of every batch: the moments are summed over processes."""
+    trainer = epoch_latch_trainer(out, dist, latch_source="epoch")
+    trainer.fit(NeverStop())
+    variational = trainer.objective.variational
+    torch.save({"gamma": variational.gamma, "A": variational.A}, out / f"epoch-latch-rank{dist.rank}.pt")
 
 
 def latch_features(num_samples: int = 200, dim: int = 16, classes: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

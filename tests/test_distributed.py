@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distributed_workers import (OBJECTIVES, latch_features, one_step_config, run_on_processes, trained_state,
-                                 without_dropout)
+from distributed_workers import (OBJECTIVES, NeverStop, epoch_latch_trainer, latch_features, one_step_config,
+                                 run_on_processes, trained_state, without_dropout)
 
 from cli_runner import vmcr2
 from training_processes import wait_for_step
@@ -111,6 +111,20 @@ def test_latching_a_dataset_split_across_processes_equals_latching_it_whole(proc
     def class_moments(gamma, A):
         return torch.einsum("dl,lj,el->jde", gamma, A, gamma)
     torch.testing.assert_close(class_moments(rank0["gamma"], rank0["A"]), class_moments(whole.gamma, whole.A),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_latching_from_the_epochs_batches_on_two_processes_equals_one_process_latching_by_a_pass(processes, tmp_path):
+    """Each process adds its half of every batch; the latch sums the halves: the whole epoch's moments."""
+    single = epoch_latch_trainer(tmp_path, latch_source="pass")
+    single.fit(NeverStop())
+    rank0, rank1 = (load(processes / f"epoch-latch-rank{rank}.pt") for rank in (0, 1))
+    assert torch.equal(rank0["gamma"], rank1["gamma"]) and torch.equal(rank0["A"], rank1["A"])
+
+    def class_moments(gamma, A):
+        return torch.einsum("dl,lj,el->jde", gamma.double(), A.double(), gamma.double())
+    variational = single.objective.variational
+    torch.testing.assert_close(class_moments(rank0["gamma"], rank0["A"]), class_moments(variational.gamma, variational.A),
                                rtol=1e-4, atol=1e-5)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distributed_workers import NeverStop, tiny_trainer
+from distributed_workers import NeverStop, epoch_latch_trainer, tiny_trainer
 from vmcr2_cli.objectives import ClassPartition
 from vmcr2_cli.training.latching import dataset_class_moments
 
@@ -66,9 +66,7 @@ def test_latching_from_the_epochs_batches_equals_a_pass_when_the_network_does_no
     """lr = 0: the steps' features are the pass's features, so the two latches agree (to float32 sums)."""
     latched = {}
     for source in ("pass", "epoch"):
-        trainer = _trainer(tmp_path / source, latch_source=source)
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = 0.0
+        trainer = epoch_latch_trainer(tmp_path / source, latch_source=source)
         trainer.fit(NeverStop())
         latched[source] = _class_dictionaries(trainer)
         assert trainer.epoch_moments is None  # the last epoch's latch used them; no epoch follows
