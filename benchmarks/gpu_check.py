@@ -132,6 +132,7 @@ class Check:
                         "budget_s": sizes.budget_s,
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
                         "seconds": 0.0, "steps": []}
+        self._last_output = ""  # what the step in progress printed, for its log
         (out / "logs").mkdir(parents=True, exist_ok=True)
         (out / "steps.jsonl").write_text("")
 
@@ -191,14 +192,14 @@ class Check:
         self._last_output = stdout + stderr
         return result, stdout
 
-    def step(self, name: str, make: Callable[[], Result]) -> None:
+    def step(self, name: str, make: Callable[[str], Result]) -> None:
         """Run one step unless the budget is spent; record it either way."""
         remaining = self.remaining()
         if remaining is not None and remaining <= 1:
             self.record(Result(name, [], reason="the time budget was spent"))
             return
         self._last_output = ""
-        result = make()
+        result = make(name)
         self.record(result, self._last_output)
 
 
@@ -256,57 +257,47 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _steps(check: Check) -> list[tuple[str, Callable[[], Result]]]:
-    """Every step, most telling first (see the module docstring), as (name, what runs it)."""
-    sizes, out = check.sizes, check.out
-    data = out / "data"
+def _steps(check: Check) -> list[tuple[str, Callable[[str], Result]]]:
+    """Every step, most telling first (see the module docstring), as (name, what runs it given its name)."""
+    sizes, data = check.sizes, check.out / "data"
     first = "cifar100-vmcr2"
-    steps = [
+
+    def one_epoch(profile: str, objective: str) -> tuple[str, Callable[[str], Result]]:
+        arguments = ["--profile", profile, "--set", f"objective={objective.split('-')[0]}", *TRAINED[objective]]
+        return (f"train 1 epoch: {profile}-{objective}",
+                lambda name: _train(check, name, f"{profile}-{objective}", arguments, data))
+
+    others = [one_epoch(profile, objective) for profile in ("cifar100", "tinyimagenet") for objective in TRAINED
+              if (profile, objective) not in (("cifar100", "vmcr2"), ("cifar100", "vmcr2-tangent"))]
+    return [
         ("imports without textual",
-         lambda: check.run("imports without textual", [sys.executable, "-c", BLOCK_TEXTUAL + "import vmcr2_cli.cli"])[0]),
+         lambda name: check.run(name, [sys.executable, "-c", BLOCK_TEXTUAL + "import vmcr2_cli.cli"])[0]),
         ("vmcr2 train --help without textual",
-         lambda: check.run("vmcr2 train --help without textual",
-                           [sys.executable, "-c", BLOCK_TEXTUAL + "sys.argv = ['vmcr2', 'train', '--help']; "
-                            "from vmcr2_cli.cli import main; main()"])[0]),
-        ("write the datasets (CIFAR-100, Tiny ImageNet formats)", lambda: _write_data(sizes, data)),
-        (f"train 1 epoch: {first}", lambda: _train(check, f"train 1 epoch: {first}", first,
-                                                    ["--profile", "cifar100", "--set", "objective=vmcr2",
-                                                     "--set", "latch_every=1", "--set", "log_every=1"], data)),
-        ("sync census: 2 epochs of tinyimagenet V-MCR²", lambda: _census(check, data)),
-        ("resume from the checkpoint: a 2nd epoch with a latch", lambda: _resume(check, first)),
+         lambda name: check.run(name, [sys.executable, "-c", BLOCK_TEXTUAL + "sys.argv = ['vmcr2', 'train', "
+                                       "'--help']; from vmcr2_cli.cli import main; main()"])[0]),
+        ("write the datasets (CIFAR-100, Tiny ImageNet formats)", lambda name: _write_data(name, sizes, data)),
+        (f"train 1 epoch: {first}",
+         lambda name: _train(check, name, first, ["--profile", "cifar100", "--set", "objective=vmcr2",
+                                                  "--set", "latch_every=1", "--set", "log_every=1"], data)),
+        ("sync census: 2 epochs of tinyimagenet V-MCR²", lambda name: _census(check, name, data)),
+        ("resume from the checkpoint: a 2nd epoch with a latch", lambda name: _resume(check, name, first)),
+        one_epoch("cifar100", "vmcr2-tangent"),
+        ("CUDA tests (pytest -m gpu)", lambda name: _cuda_tests(check, name)),
+        ("bench: objectives at the paper's shape", lambda name: _bench(check, name, sizes.bench)),
+        ("bench: ResNet-18 training step", lambda name: _bench(check, name, sizes.step_bench)),
+        *others,
+        ("train --nproc 1 (DDP, NCCL on a GPU)", lambda name: _ddp(check, name, data)),
     ]
-    trained = [("cifar100", "vmcr2-tangent")] + [(profile, objective) for profile in ("cifar100", "tinyimagenet")
-                                                  for objective in TRAINED if (profile, objective) not in
-                                                  (("cifar100", "vmcr2"), ("cifar100", "vmcr2-tangent"))]
-    steps += [(f"train 1 epoch: {profile}-{objective}",
-               lambda profile=profile, objective=objective: _train(
-                   check, f"train 1 epoch: {profile}-{objective}", f"{profile}-{objective}",
-                   ["--profile", profile, "--set", f"objective={objective.split('-')[0]}", *TRAINED[objective]], data))
-              for profile, objective in trained[:1]]
-    steps += [
-        ("CUDA tests (pytest -m gpu)", lambda: _cuda_tests(check)),
-        ("bench: objectives at the paper's shape", lambda: _bench(check, "bench: objectives at the paper's shape",
-                                                                  sizes.bench)),
-        ("bench: ResNet-18 training step", lambda: _bench(check, "bench: ResNet-18 training step", sizes.step_bench)),
-    ]
-    steps += [(f"train 1 epoch: {profile}-{objective}",
-               lambda profile=profile, objective=objective: _train(
-                   check, f"train 1 epoch: {profile}-{objective}", f"{profile}-{objective}",
-                   ["--profile", profile, "--set", f"objective={objective.split('-')[0]}", *TRAINED[objective]], data))
-              for profile, objective in trained[1:]]
-    steps.append(("train --nproc 1 (DDP, NCCL on a GPU)", lambda: _ddp(check, data)))
-    return steps
 
 
-def _write_data(sizes: Sizes, data: Path) -> Result:
+def _write_data(name: str, sizes: Sizes, data: Path) -> Result:
     """The datasets the trainings read, in their real on-disk formats (no network)."""
     from fixtures_data import write_cifar100, write_tinyimagenet
 
     begin = time.perf_counter()
     write_cifar100(data, **sizes.cifar100)
     write_tinyimagenet(data, **sizes.tinyimagenet)
-    return Result("write the datasets (CIFAR-100, Tiny ImageNet formats)", ["fixtures_data.write_*"], "passed",
-                  round(time.perf_counter() - begin, 1))
+    return Result(name, ["fixtures_data.write_*"], "passed", round(time.perf_counter() - begin, 1))
 
 
 def _machine(sizes: Sizes) -> dict:
@@ -331,8 +322,7 @@ def _vmcr2(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "vmcr2_cli", *arguments]
 
 
-def _cuda_tests(check: Check) -> Result:
-    name = "CUDA tests (pytest -m gpu)"
+def _cuda_tests(check: Check, name: str) -> Result:
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", "-q",
                "tests/test_objectives_cuda.py"]
     if check.sizes.device != "cuda":
@@ -356,12 +346,11 @@ def _bench(check: Check, name: str, arguments: list[str]) -> Result:
     return result
 
 
-def _census(check: Check, data: Path) -> Result:
+def _census(check: Check, name: str, data: Path) -> Result:
     """benchmarks/sync_census.py: each host-sync site of two epochs and how often it fired."""
     census = check.out / "sync_census.json"
     sets = check.sizes.train
-    result, _ = check.run("sync census: 2 epochs of tinyimagenet V-MCR²",
-                          [sys.executable, "benchmarks/sync_census.py", "--data-root", str(data), "--device",
+    result, _ = check.run(name, [sys.executable, "benchmarks/sync_census.py", "--data-root", str(data), "--device",
                            check.sizes.device, "--out", str(census), *sets])
     if result.status == "passed" and census.is_file():
         found = json.loads(census.read_text())
@@ -371,8 +360,8 @@ def _census(check: Check, data: Path) -> Result:
     return result
 
 
-def _ddp(check: Check, data: Path) -> Result:
-    result = _train(check, "train --nproc 1 (DDP, NCCL on a GPU)", "cifar100-vmcr2-ddp",
+def _ddp(check: Check, name: str, data: Path) -> Result:
+    result = _train(check, name, "cifar100-vmcr2-ddp",
                     ["--profile", "cifar100", "--nproc", "1"], data)
     expected = "nccl" if check.sizes.device == "cuda" else "gloo"
     if result.status == "passed" and expected not in str(result.figures.get("backend")):
@@ -389,10 +378,9 @@ def _train(check: Check, title: str, name: str, arguments: list[str], data: Path
     return _run_figures(result, _run_dir(check, name))
 
 
-def _resume(check: Check, name: str) -> Result:
-    """``--resume`` of a finished one-epoch run to two epochs: its checkpoint was written on the device."""
+def _resume(check: Check, title: str, name: str) -> Result:
+    """``--resume`` of the finished one-epoch run ``name`` to two epochs: its checkpoint was written on the device."""
     run = _run_dir(check, name)
-    title = "resume from the checkpoint: a 2nd epoch with a latch"
     if not (run / "meta.json").is_file():
         return Result(title, [], reason=f"no run {name} to resume")
     result, _ = check.run(title, _vmcr2("train", "--resume", str(run), "--epochs", "2"))

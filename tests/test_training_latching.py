@@ -1,5 +1,7 @@
 """Latching's class moments: over a dataset chunk by chunk, or over an epoch's own batches (latch_source)."""
 
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -107,7 +109,9 @@ def test_a_resume_inside_an_epoch_continues_its_moments_exactly(tmp_path):
     stopped = _trainer(tmp_path / "stopped", latch_source="epoch", epochs=2)
     with pytest.raises(TrainingInterrupted):
         stopped.fit(StopAtStep())
-    state = stopped.state_dict()
+    buffer = io.BytesIO()
+    torch.save(stopped.state_dict(), buffer)  # through the file format, read as resume reads it
+    state = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     assert state["epoch_moments"]["counts"].sum() == 200  # two of epoch 1's batches
     resumed = _trainer(tmp_path / "resumed", latch_source="epoch", epochs=2)
     resumed.load_state_dict(state)

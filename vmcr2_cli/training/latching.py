@@ -22,8 +22,8 @@ class ClassMomentSums:
     features added so far: Algorithm 2's statistics, from a pass over the dataset or from an
     epoch's own training batches (``latch_source = "epoch"``).
 
-    Float32, summed on the device in the order the batches come (a resumed epoch continues the
-    same sums, so it is exact); not float64: measured on 60 000 unit features (d = 64), float32
+    In the features' dtype (float32 in training), summed on the device in the order the batches
+    come (a resumed epoch continues the same sums, so it is exact); not float64: measured on 60 000 unit features (d = 64), float32
     sums come within 6e-8 (relative) of float64 ones, and float64 would double the moments'
     memory (2 GB at k = 1000, d = 500). ``probe``: the last batch added, with its labels, the
     batch a latch reports its terms on.
@@ -34,15 +34,16 @@ class ClassMomentSums:
         self.moments, self.counts, self.probe = moments, counts, probe
 
     @classmethod
-    def zeros(cls, num_classes: int, feature_dim: int, device: torch.device) -> "ClassMomentSums":
-        return cls(torch.zeros(num_classes, feature_dim, feature_dim, device=device),
+    def zeros(cls, num_classes: int, feature_dim: int, device: torch.device,
+              dtype: torch.dtype = torch.float32) -> "ClassMomentSums":
+        return cls(torch.zeros(num_classes, feature_dim, feature_dim, device=device, dtype=dtype),
                    torch.zeros(num_classes, dtype=torch.long, device=device))
 
     @torch.no_grad()
     def add(self, Z: torch.Tensor, partition: ClassPartition) -> None:
         """Add a batch: features Z (m, d) and its partition by class (from CPU labels). Only device
         work: no host synchronization."""
-        Z = Z.detach().float()
+        Z = Z.detach().to(self.moments.dtype)
         with full_precision(Z.device):
             for bucket in partition.size_buckets(Z.shape[1], Z.device):
                 padded = bucket.pad(Z)
@@ -74,7 +75,7 @@ def dataset_class_moments(features: torch.Tensor, labels: torch.Tensor, num_clas
     """Per-class second moments (k, d, d) and class counts (k,) of a whole feature set, summed in
     chunks (and over processes); see :class:`ClassMomentSums`."""
     check_features(features, validate=True)
-    sums = ClassMomentSums.zeros(num_classes, features.shape[1], features.device)
+    sums = ClassMomentSums.zeros(num_classes, features.shape[1], features.device, features.dtype)
     for start in range(0, features.shape[0], chunk):
         sums.add(features[start:start + chunk], ClassPartition(labels[start:start + chunk].cpu(), num_classes))
     return sums.summed(collective)
