@@ -144,3 +144,16 @@ def test_latching_rank_deficient_moments_gives_finite_orthonormal_atoms():
     gamma = variational.gamma
     assert torch.isfinite(gamma).all() and torch.isfinite(variational.A).all()
     torch.testing.assert_close(gamma.norm(dim=0), torch.ones(k * s), rtol=1e-5, atol=1e-5)
+
+
+def test_a_checkpoint_at_an_epochs_start_stores_no_moments_and_loads_fresh_ones(tmp_path):
+    """Empty sums are k·d² zeros (4 GB at k = d = 1000): not written, rebuilt on load."""
+    trainer = _trainer(tmp_path, latch_source="epoch", epochs=2)
+    saved = []
+    trainer.run.save_checkpoint = saved.append
+    trainer.fit(NeverStop())
+    at_epoch_1 = next(state for state in saved if state["epoch"] == 1)
+    assert at_epoch_1["step_in_epoch"] == 0 and at_epoch_1["epoch_moments"] is None
+    resumed = _trainer(tmp_path / "resumed", latch_source="epoch", epochs=2)
+    resumed.load_state_dict(at_epoch_1)
+    assert resumed.epoch_moments is not None and int(resumed.epoch_moments.counts.sum()) == 0

@@ -133,7 +133,9 @@ class Trainer:
             "global_step": self.global_step,
             "latched": self.latched,
             "accumulator": self.accumulator.state_dict(),
-            "epoch_moments": None if self.epoch_moments is None else self.epoch_moments.state_dict(),
+            # Empty at an epoch's start (k·d² zeros: 4 GB at k = d = 1000): rebuilt on load instead.
+            "epoch_moments": (self.epoch_moments.state_dict() if self.epoch_moments is not None
+                              and self.step_in_epoch > 0 else None),
             # Every random stream is derived from the seed and (epoch, step): see module docstring.
             "seed": self.config.seed,
             "config": self.config.to_dict(),  # what trained it: an edited config.toml is found at resume
@@ -157,7 +159,7 @@ class Trainer:
         self.global_step = state["global_step"]
         self.latched = state["latched"]
         self.accumulator = EpochAccumulator.from_state(state["accumulator"], self.device)
-        moments = state.get("epoch_moments")  # absent from checkpoints of before latch_source
+        moments = state.get("epoch_moments")  # None at an epoch's start; absent before latch_source existed
         self.epoch_moments = (ClassMomentSums.from_state(moments, self.device) if moments is not None
                               else self._new_epoch_moments())
         self.saved_at = (self.epoch, self.global_step)
