@@ -1,7 +1,6 @@
 """Architecture 2 of the appendix: torchvision's ResNet18 with the reshaping head."""
 
 from torch import nn
-from torchvision.models import resnet18 as torchvision_resnet18
 
 from vmcr2_cli.models.heads import reshaping_head
 
@@ -13,6 +12,8 @@ def resnet18(in_channels: int, feature_dim: int, stem: str = "imagenet") -> nn.M
     does on 32×32 images; ``stem="cifar"`` uses a 3×3/1 conv and no max-pool, which
     keeps the spatial resolution small images need.
     """
+    from torchvision.models import resnet18 as torchvision_resnet18  # 1.4 s to import: only when built
+
     model = torchvision_resnet18(weights=None)
     if stem == "cifar":
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
