@@ -199,7 +199,12 @@ class Check:
             self.record(Result(name, [], reason="the time budget was spent"))
             return
         self._last_output = ""
-        result = make(name)
+        try:
+            result = make(name)
+        except Stopped:
+            raise
+        except Exception as error:  # reading a step's figures must never end the check
+            result = Result(name, [], "failed", reason=f"the check itself failed: {type(error).__name__}: {error}")
         self.record(result, self._last_output)
 
 
@@ -405,8 +410,9 @@ def _run_figures(result: Result, run: Path) -> Result:
     """A training step's figures from its run directory; a run that did not finish fails the step."""
     if (run / "meta.json").is_file():
         meta = json.loads((run / "meta.json").read_text())
-        epochs = [line for line in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-                  if line.get("type") == "epoch"]
+        metrics = run / "metrics.jsonl"  # absent when the step was stopped before its first line
+        lines = map(json.loads, metrics.read_text().splitlines()) if metrics.is_file() else []
+        epochs = [line for line in lines if line.get("type") == "epoch"]
         result.figures = {"status": meta.get("status"), "backend": meta.get("backend"),
                           "backbone_precision": meta.get("backbone_precision"),
                           "nearest_subspace_accuracy": meta.get("nearest_subspace_accuracy"),

@@ -103,3 +103,18 @@ def test_no_step_starts_once_the_budget_is_spent(tmp_path):
     spent = [step for step in steps if step["reason"] == "the time budget was spent"]
     assert spent and all(step["status"] == "skipped" for step in spent)
     assert all(step["seconds"] <= 4 for step in steps)  # a step running at the deadline is stopped there
+
+
+def test_a_step_that_raises_is_recorded_as_failed_and_the_check_goes_on(tmp_path):
+    """Reading a step's figures (a run stopped half-made, say) must not end the check."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT.with_suffix(".py"))
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    check = gpu_check.Check(gpu_check.CPU, tmp_path, {"device": "cpu"}, "cpu")
+    check.step("broken", lambda name: 1 / 0)
+    check.step("fine", lambda name: gpu_check.Result(name, [], "passed"))
+    steps = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [(step["name"], step["status"]) for step in steps] == [("broken", "failed"), ("fine", "passed")]
+    assert "ZeroDivisionError" in steps[0]["reason"]
