@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -111,6 +112,7 @@ def test_a_step_that_raises_is_recorded_as_failed_and_the_check_goes_on(tmp_path
 
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT.with_suffix(".py"))
     gpu_check = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = gpu_check  # its dataclasses look their module up there
     spec.loader.exec_module(gpu_check)
     check = gpu_check.Check(gpu_check.CPU, tmp_path, {"device": "cpu"}, "cpu")
     check.step("broken", lambda name: 1 / 0)
