@@ -132,7 +132,7 @@ def _decode(data: bytes, where: str) -> np.ndarray:
 def decode_resized(paths: list[str], read: Callable[[str], bytes], describe: str, progress=None) -> torch.Tensor:
     """Decode JPEGs with a thread pool (PIL releases the GIL) and resize them to 32×32
     (antialiased bilinear on the uint8 batch). Returns uint8 (N, 3, 32, 32)."""
-    from torchvision.transforms.v2 import functional as TF  # 1.4 s to import: not at every command's start
+    from torchvision.transforms.v2 import functional as TF  # here, not at each command's start (0.4 s)
 
     out = torch.empty((len(paths), 3, TRAINING_SIZE, TRAINING_SIZE), dtype=torch.uint8)
     workers = max(1, min(8, os.cpu_count() or 1))

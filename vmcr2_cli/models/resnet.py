@@ -12,7 +12,7 @@ def resnet18(in_channels: int, feature_dim: int, stem: str = "imagenet") -> nn.M
     does on 32×32 images; ``stem="cifar"`` uses a 3×3/1 conv and no max-pool, which
     keeps the spatial resolution small images need.
     """
-    from torchvision.models import resnet18 as torchvision_resnet18  # 1.4 s to import: only when built
+    from torchvision.models import resnet18 as torchvision_resnet18  # imported when built, not at every command's start
 
     model = torchvision_resnet18(weights=None)
     if stem == "cifar":
