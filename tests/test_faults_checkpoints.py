@@ -14,6 +14,7 @@ import torch
 from eval_fixtures import copy_run, train_tiny, vmcr2
 from fixtures_data import isolate_data
 from vmcr2_cli.runs import LOCK_FILE
+from vmcr2_cli.training.checkpoints import CHECKPOINT_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ DAMAGES = {
                          "this one (16, 3136)",
     another_objective: "does not fit the run's config.toml: its objective lacks variational.gamma, "
                        "variational.A",
-    newer_version: "the checkpoint is of version 99, newer than this vmcr2 reads (1)",
+    newer_version: f"the checkpoint is of version 99, newer than this vmcr2 reads ({CHECKPOINT_VERSION})",
     not_a_checkpoint_dict: "not a vmcr2 checkpoint (no version, model, objective",
     edited_config: "config.toml was edited after the checkpoint was written (lr 0.001 → 0.5)",
 }

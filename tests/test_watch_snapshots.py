@@ -19,7 +19,8 @@ SMALL, LARGE = (80, 24), (200, 50)
 
 @pytest.fixture
 def runs(tmp_path):
-    """Three runs: MCR² and V-MCR² running (epoch 40 of 100, latches, a corrupt line), a finished CPU run."""
+    """Three runs: MCR² and V-MCR² running (epoch 40 of 100, latches, evaluations every 10 epochs, a corrupt
+    line), a finished CPU run."""
     folder = tmp_path / "runs"
     mcr2 = FakeRun(folder, "20261123-101502-fashion-mnist-mcr2", objective="mcr2", epochs=100, gain=1.4)
     vmcr2 = FakeRun(folder, "20261123-101907-fashion-mnist-vmcr2", objective="vmcr2", epochs=100, gain=0.8)
@@ -31,6 +32,10 @@ def runs(tmp_path):
         vmcr2.epoch(index)
         if index % 15 == 14:
             vmcr2.latch(index)
+        if index % 10 == 9:  # eval_every = 10: V-MCR²'s nearest subspace peaks while its kNN rises
+            done = index + 1
+            mcr2.eval(0.6 + 0.006 * done, done=done, knn_accuracy=0.7 + 0.004 * done)
+            vmcr2.eval(0.8 - 0.0002 * (done - 20) ** 2, done=done, knn_accuracy=0.82 + 0.002 * done)
     mcr2.raw("{corrupt\n")
     cpu.epochs_upto(30)
     cpu.eval(0.874)
@@ -52,7 +57,7 @@ async def settle(pilot) -> None:
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
-@pytest.mark.parametrize("view", ["1", "2", "3"], ids=["rate", "variational", "gpu"])
+@pytest.mark.parametrize("view", ["1", "2", "3", "4"], ids=["rate", "variational", "gpu", "accuracy"])
 def test_views(snap_compare, runs, size, view):
     assert snap_compare(app_for(runs), press=[view], terminal_size=size, run_before=settle)
 

@@ -112,10 +112,11 @@ class FakeRun:
                          delta_r=v["delta_r"], r=v["r"], r_c=v["r_c"],
                          r_v_before=v.get("r_v", 0.0) - 0.3, r_v_after=v.get("r_v", 0.0))
 
-    def eval(self, accuracy: float = 0.912) -> dict[str, Any]:
-        done = self.epochs
+    def eval(self, accuracy: float = 0.912, *, done: int | None = None, **values: Any) -> dict[str, Any]:
+        """An eval line after ``done`` epochs (default: all of them, the end's evaluation)."""
+        done = self.epochs if done is None else done
         return self.line("eval", time=self.epoch_end_time(done - 1) + 2.0, epoch=done,
-                         step=done * self.steps_per_epoch, nearest_subspace_accuracy=accuracy)
+                         step=done * self.steps_per_epoch, nearest_subspace_accuracy=accuracy, **values)
 
 
 def at(seconds_after_t0: float):

@@ -29,6 +29,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 # The registries are the one list of each kind of name.
+# The accuracies an evaluation during training measures, which ``keep_best`` may select on.
+SELECTION_METRICS = ("nearest_subspace_accuracy", "knn_accuracy", "head_accuracy")
 OBJECTIVES = tuple(OBJECTIVE_REGISTRY)
 DATASETS = tuple(dataset_names())
 MODELS = tuple(MODEL_BUILDERS)
@@ -110,8 +112,10 @@ class TrainConfig:
     lr: float = _key(1e-3, "learning rate", low=0.0, low_open=True)
     momentum: float = _key(0.0, "SGD momentum", low=0.0, high=1.0, applies=("optimizer", ("sgd",)))
     weight_decay: float = _key(0.0, "weight decay", low=0.0)
-    lr_schedule: str = _key("constant", "constant, step (x0.1 at 1/2 and 3/4 of training) or cosine",
-                            choices=("constant", "step", "cosine"))
+    lr_schedule: str = _key("constant", "constant, step (the paper's: x0.1 at 1/2 and 3/4 of the epochs) or cosine "
+                            "(to 0 at the last step), set at every step", choices=("constant", "step", "cosine"))
+    warmup_epochs: float = _key(0.0, "epochs over which the lr rises linearly from lr/steps to lr, step by step, "
+                                "before the schedule (cosine then decays over the steps left)", low=0.0)
     # --- runtime
     device: str = _key("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _key("bf16", "autocast precision of the backbone: bf16 on GPU and on CPUs that compute it "
@@ -123,6 +127,14 @@ class TrainConfig:
                                      "checkpoint costs over 2% of the time since the last (the last epoch and "
                                      "every stop always write one)", low=0.0)
     eval_at_end: bool = _key(True, "compute the nearest-subspace test accuracy when training ends")
+    eval_every: int = _key(0, "epochs between evaluations during training (nearest subspace, kNN, CE's head, "
+                           "exact ΔR and the class subspaces' structure: an eval line each); 0 = at the end only",
+                           low=0)
+    val_fraction: float = _key(0.0, "hold out this share of the training images (seeded) as a validation split "
+                               "that evaluations during training measure, for choosing a checkpoint without "
+                               "the test set; 0 = they measure the test set", low=0.0, high=0.5)
+    keep_best: str = _key("", "keep checkpoints/best.pt at the evaluation during training that scored highest "
+                          "on this metric ('' = none)", choices=("", *SELECTION_METRICS))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,7 +142,7 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # What ``train --resume`` may change in an existing run: where and how long it runs, not what it trains.
-RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end", "checkpoint_minutes")
+RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end", "checkpoint_minutes", "eval_every")
 
 
 def _suggest(key: str) -> str:
@@ -305,6 +317,14 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     if config.latch_images and config.latch_source == "epoch":
         raise BadInput(f"{where}: latch_images = {config.latch_images} samples the pass that latch_source = 'epoch' "
                        f"replaces by the epoch's own batches: set one or the other")
+    if config.keep_best and not config.eval_every:
+        raise BadInput(f"{where}: keep_best = {config.keep_best!r} selects among the evaluations during training: "
+                       f"set eval_every too")
+    if config.keep_best == "head_accuracy" and config.objective != "ce":
+        raise BadInput(f"{where}: keep_best = 'head_accuracy' needs a classification head: only objective = 'ce' "
+                       f"has one")
+    if config.warmup_epochs > config.epochs:
+        raise BadInput(f"{where}: warmup_epochs = {config.warmup_epochs} exceeds epochs = {config.epochs}")
     spec = get_spec(config.dataset)
     if config.objective in SELF_SUPERVISED and config.augment != RESIZED_CROP:
         raise BadInput(f"{where}: objective = {config.objective!r} learns from random views of each image: "
@@ -330,13 +350,21 @@ def check_data_fit(config: TrainConfig, num_classes: int, num_train: int, where:
         raise BadInput(f"{where}: train_subset = {config.train_subset} exceeds the {num_train} training images "
                        f"of {config.dataset}")
     images = config.train_subset or num_train
-    if config.batch_size > images:
+    held = validation_size(images, config.val_fraction)
+    if config.batch_size > images - held:
         source = (f"train_subset = {config.train_subset}" if config.train_subset
                   else f"the {images} training images of {config.dataset}")
+        if held:
+            source += f" less the {held} that val_fraction = {config.val_fraction} holds out"
         raise BadInput(f"{where}: batch_size = {config.batch_size} exceeds {source}")
     if config.objective == "vmcr2" and config.batch_size < num_classes:
         raise BadInput(f"{where}: batch_size = {config.batch_size} is smaller than the {num_classes} classes of "
                        f"{config.dataset}")
+
+
+def validation_size(images: int, fraction: float) -> int:
+    """How many of ``images`` training images ``val_fraction`` holds out (at least one when > 0)."""
+    return max(1, round(images * fraction)) if fraction else 0
 
 
 def load_config_file(path: Path) -> TrainConfig:

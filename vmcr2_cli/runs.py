@@ -48,8 +48,11 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 CONFIG_FILE = "config.toml"
 META_FILE = "meta.json"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoints/last.pt"
+# The checkpoints a run keeps: ``last`` (what --resume continues) and, with keep_best, ``best``.
+CHECKPOINT_FILES = {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt"}
+CHECKPOINT_FILE = CHECKPOINT_FILES["last"]
 EVAL_FILE = "eval.json"
+EVAL_FILES = {"last": EVAL_FILE, "best": "eval-best.json"}  # vmcr2 eval of each checkpoint
 FIGURES_DIR = "figures"
 LOCK_FILE = "lock"
 LATEST_LINK = "latest"
@@ -84,10 +87,11 @@ def line_scalars(line: dict[str, Any]) -> dict[str, float]:
 
 
 def add_epoch_line(epochs: list[dict[str, Any]], line: dict[str, Any]) -> None:
-    """Append ``line`` to ``epochs`` (epoch lines in the order read) as a resumed run means it.
+    """Append ``line`` to ``epochs`` (epoch lines, or eval lines, in the order read) as a resumed run means it.
 
-    A run resumed from a checkpoint logs again the epochs it had logged after that
-    checkpoint: the newer line replaces its epoch and everything that followed.
+    A run resumed from a checkpoint logs again the epochs (and evaluations) it had logged
+    after that checkpoint: the newer line replaces its epoch and everything that followed;
+    ``vmcr2 eval`` of the last checkpoint replaces the evaluation training made of it.
     """
     while epochs and epochs[-1]["epoch"] >= line["epoch"]:
         epochs.pop()
@@ -298,9 +302,17 @@ class RunDir:
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT_FILE
 
+    def checkpoint_file(self, which: str = "last") -> Path:
+        """``checkpoints/last.pt`` or ``checkpoints/best.pt`` (``CHECKPOINT_FILES``)."""
+        return self.path / CHECKPOINT_FILES[which]
+
     @property
     def eval_path(self) -> Path:
         return self.path / EVAL_FILE
+
+    def eval_file(self, which: str = "last") -> Path:
+        """eval.json (the last checkpoint's evaluation) or eval-best.json (best.pt's)."""
+        return self.path / EVAL_FILES[which]
 
     @property
     def figures_dir(self) -> Path:
@@ -447,27 +459,30 @@ class RunDir:
         """
         return RunLock.acquire(self, purpose)
 
-    # --- checkpoints/last.pt
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Serialize ``state`` in memory, then replace ``last.pt`` atomically: if the write fails
-        (a full disk), the previous checkpoint is left as it was."""
+    # --- checkpoints/last.pt, checkpoints/best.pt
+    def save_checkpoint(self, state: dict[str, Any], which: str = "last") -> None:
+        """Serialize ``state`` in memory, then replace the checkpoint file atomically: if the write
+        fails (a full disk), the previous checkpoint is left as it was."""
         import io
 
         import torch
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        with _writing(self.checkpoint_path):
-            atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        path = self.checkpoint_file(which)
+        with _writing(path):
+            atomic_write_bytes(path, buffer.getvalue())
 
-    def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
-        """The checkpoint's state; ``weights_only`` so a checkpoint from elsewhere cannot run code."""
+    def load_checkpoint(self, map_location: Any = "cpu", which: str = "last", mmap: bool = False) -> dict[str, Any]:
+        """The checkpoint's state; ``weights_only`` so a checkpoint from elsewhere cannot run code.
+        ``mmap``: tensors are read from the file only when used (for a look at its records)."""
         import torch
 
-        if not self.checkpoint_path.is_file():
-            raise BadInput(f"run {self.path}: no checkpoint ({CHECKPOINT_FILE})")
+        path = self.checkpoint_file(which)
+        if not path.is_file():
+            raise BadInput(f"run {self.path}: no checkpoint ({CHECKPOINT_FILES[which]})")
         try:
-            return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
         except Exception as error:  # a damaged or foreign file: say so in one line
             raise BadInput(f"run {self.path}: unreadable checkpoint: {error}".splitlines()[0]) from None
 
@@ -480,9 +495,10 @@ class RunDir:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def write_eval(self, results: dict[str, Any]) -> None:
-        with _writing(self.eval_path):
-            atomic_write_json(self.eval_path, results)
+    def write_eval(self, results: dict[str, Any], which: str = "last") -> None:
+        path = self.eval_file(which)
+        with _writing(path):
+            atomic_write_json(path, results)
 
 
 class RunLock:

@@ -13,6 +13,7 @@ from vmcr2_cli.objective_registry import SUPERVISED
 from vmcr2_cli.runs import atomic_write_text
 
 FIGURE_FILE = "compare.png"
+ACCURACY_FIGURE_FILE = "compare-accuracy.png"  # when the runs measured accuracy along the way (eval_every)
 
 
 def compare(
@@ -51,7 +52,7 @@ def compare(
     from vmcr2_cli.evaluation.comparison import (check_compatible, curves, read_run, resolve_run_paths, summarize,
                                                  to_markdown)
     from vmcr2_cli.evaluation.missing_runs import TrainRequest, plan_missing_runs, train_planned_runs
-    from vmcr2_cli.plots.curves import plot_rate_curves
+    from vmcr2_cli.plots.curves import plot_accuracy_curves, plot_rate_curves
 
     given = resolve_run_paths(list(runs or []))
     if train:
@@ -71,11 +72,19 @@ def compare(
         notes.append("--mixed: the runs may solve different tasks; their ΔR values are not comparable")
     rows = summarize(records)
     folder = out if out is not None else given[0].figures_dir
-    figure = plot_rate_curves(curves(records), Path(folder) / FIGURE_FILE, title=_figure_title(rows))
-    document: dict[str, Any] = {"runs": rows, "figure": str(figure), "notes": notes, "markdown": None}
+    series = curves(records)
+    figure = plot_rate_curves(series, Path(folder) / FIGURE_FILE, title=_figure_title(rows))
+    accuracy_figure = None
+    if any(len(points) > 1 for curve in series for points in curve.accuracy.values()):
+        splits = {line.get("split", "test") for record in records for line in record.evals}
+        accuracy_figure = str(plot_accuracy_curves(series, Path(folder) / ACCURACY_FIGURE_FILE,
+                                                   title=_figure_title(rows), split="/".join(sorted(splits))))
+    document: dict[str, Any] = {"runs": rows, "figure": str(figure), "accuracy_figure": accuracy_figure,
+                                "notes": notes, "markdown": None}
     if markdown is not None:
         try:
-            atomic_write_text(markdown, to_markdown(rows, figure.resolve(), notes, markdown))
+            atomic_write_text(markdown, to_markdown(rows, figure.resolve(), notes, markdown,
+                                                    Path(accuracy_figure).resolve() if accuracy_figure else None))
         except OSError as error:
             raise BadInput(f"--markdown {markdown}: cannot write: {error.strerror or error}") from None
         document["markdown"] = str(markdown)
@@ -122,6 +131,8 @@ def render_comparison(document: dict[str, Any], console) -> None:
     for note in document["notes"]:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"figure: {document['figure']}", soft_wrap=True)
+    if document.get("accuracy_figure"):
+        console.print(f"accuracy along the runs: {document['accuracy_figure']}", soft_wrap=True)
     if document["markdown"]:
         console.print(f"markdown: {document['markdown']}", soft_wrap=True)
 

@@ -27,6 +27,9 @@ def eval_run(
     save_features: Optional[Path] = typer.Option(None, "--save-features",
                                                  help="Also write the train and test features and labels to FILE.npz."),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNGs into the run's figures/."),
+    checkpoint: str = typer.Option("last", "--checkpoint",
+                                   help="last (checkpoints/last.pt) or best (checkpoints/best.pt of a run trained "
+                                        "with keep_best; results in eval-best.json, no metrics line)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as one JSON document on stdout."),
 ) -> None:
     """Test accuracy, exact ΔR and subspace structure of a run's checkpoint.
@@ -37,28 +40,33 @@ def eval_run(
 
     Structure: the |ZᵀZ| heatmap, principal angles between class subspaces, effective dimensions, NC1.
 
-    Writes eval.json and figures/ into the run, and an `eval` line into metrics.jsonl.
+    Writes eval.json and figures/ into the run, and an `eval` line into metrics.jsonl
+    (--checkpoint best: eval-best.json only).
     """
     from rich.console import Console
 
     from vmcr2_cli.evaluation.classical import parse_methods
     from vmcr2_cli.evaluation.evaluate import EvalOptions, evaluate_run, metrics_record
+    from vmcr2_cli.errors import BadInput
     from vmcr2_cli.evaluation.loading import load_run, open_run
 
+    if checkpoint not in ("last", "best"):
+        raise BadInput(f"--checkpoint {checkpoint!r}: expected last or best")
     opened = open_run(run)
     options = EvalOptions(methods=parse_methods(methods), components=components, knn_k=knn_k,
                           save_features=save_features, figures=figures)
     options.check(opened.config.feature_dim)  # before the dataset and the model are loaded
     messages = Console(stderr=True, highlight=False)
     log = (lambda text: None) if json_out else (lambda text: messages.print(f"[dim]{text}[/]"))
-    loaded = load_run(opened, device=device, data_root=data_root, purpose="eval", log=log)
-    results = evaluate_run(loaded, options, log=log)
-    loaded.run.write_eval(results)
-    loaded.run.append_metrics("eval", **metrics_record(results))
+    loaded = load_run(opened, device=device, data_root=data_root, purpose="eval", log=log, checkpoint=checkpoint)
+    results = {**evaluate_run(loaded, options, log=log), "checkpoint": checkpoint}
+    loaded.run.write_eval(results, which=checkpoint)
+    if checkpoint == "last":  # best.pt's epoch has its line already, from the evaluation that chose it
+        loaded.run.append_metrics("eval", **metrics_record(results))
     if json_out:
         typer.echo(json.dumps(results, indent=2))
     else:
-        render_eval(results, str(loaded.run.eval_path), Console(highlight=False))
+        render_eval(results, str(loaded.run.eval_file(checkpoint)), Console(highlight=False))
 
 
 def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
@@ -71,7 +79,8 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
 
     k, d = results["num_classes"], results["feature_dim"]
     console.print(f"[bold]{results['run_id']}[/]  {objective_label(results['objective'])} on "
-                  f"{results['dataset']} ({k} classes, d = {d}), checkpoint after epoch {results['epoch']}, "
+                  f"{results['dataset']} ({k} classes, d = {d}), {results.get('checkpoint', 'last')} checkpoint "
+                  f"(after epoch {results['epoch']}), "
                   f"on {results['device']}")
 
     accuracy = Table(title=f"Test accuracy ({results['num_test']} test images)", title_justify="left")

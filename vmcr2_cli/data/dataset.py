@@ -19,7 +19,8 @@ class ImageDataset:
     [0, num_classes). ``mean`` and ``std`` (one per channel, on the [0, 1] scale) and
     ``augment`` (the paper's augmentation for this dataset) come from the registry entry.
     With label noise, ``train_labels`` are the noisy labels and ``clean_train_labels`` the
-    originals (None without noise).
+    originals (None without noise). ``val_images`` / ``val_labels``: a validation split held out
+    of the training images (``val_fraction``), None without one.
     """
 
     name: str
@@ -34,6 +35,8 @@ class ImageDataset:
     augment: str = "none"
     source: str = ""  # where the files came from, for meta.json and logs
     clean_train_labels: torch.Tensor | None = None
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -34,7 +34,7 @@ class FollowerRun:
     def update_meta(self, **changes: Any) -> dict[str, Any]:
         return {}
 
-    def write_eval(self, results: dict[str, Any]) -> None:
+    def write_eval(self, results: dict[str, Any], which: str = "last") -> None:
         pass
 
 

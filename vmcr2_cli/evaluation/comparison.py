@@ -20,6 +20,8 @@ from vmcr2_cli.numbers import finite, fmt
 from vmcr2_cli.objective_registry import objective_label
 from vmcr2_cli.runs import RunDir, add_epoch_line, epoch_number, is_run_dir, runs_in
 
+# The accuracies of eval lines drawn against epoch (compare's accuracy figure).
+ACCURACY_KEYS = ("nearest_subspace_accuracy", "knn_accuracy", "head_accuracy")
 # What must agree for ΔR, R and R_c to be comparable across runs (the task and the scale).
 MUST_MATCH = ("dataset", "num_classes", "feature_dim", "eps2")
 
@@ -33,7 +35,11 @@ class RunRecord:
     config: dict[str, Any]
     epochs: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] | None = None  # eval.json
-    last_eval_line: dict[str, Any] | None = None  # the last `eval` line of metrics.jsonl
+    evals: list[dict[str, Any]] = field(default_factory=list)  # the `eval` lines, one per epoch, in order
+
+    @property
+    def last_eval_line(self) -> dict[str, Any] | None:
+        return self.evals[-1] if self.evals else None
 
     @property
     def objective(self) -> str | None:
@@ -75,14 +81,12 @@ def read_run(run: RunDir) -> RunRecord:
     meta = run.read_meta()
     config = run.read_config_table()  # unvalidated: runs of older or newer versions still compare
     epochs: list[dict[str, Any]] = []
-    last_eval = None
+    evals: list[dict[str, Any]] = []
     for line in run.read_metrics(skip_types=("step",)):  # 10⁶ step lines are not read
         kind = line.get("type")
-        if kind == "epoch" and isinstance(line.get("epoch"), int):
-            add_epoch_line(epochs, line)
-        elif kind == "eval":
-            last_eval = line
-    return RunRecord(run, meta, config, epochs, run.read_eval(), last_eval)
+        if kind in ("epoch", "eval") and isinstance(line.get("epoch"), int):
+            add_epoch_line(epochs if kind == "epoch" else evals, line)
+    return RunRecord(run, meta, config, epochs, run.read_eval(), evals)
 
 
 def check_compatible(records: list[RunRecord]) -> list[str]:
@@ -116,7 +120,8 @@ def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
 
 
 # Config keys that do not change what a run learns: not used to tell runs apart.
-NOT_DISTINGUISHING = ("description", "data_root", "device", "log_every", "eval_at_end")
+NOT_DISTINGUISHING = ("description", "data_root", "device", "log_every", "eval_at_end", "eval_every",
+                      "checkpoint_minutes")
 
 
 def run_labels(records: list[RunRecord]) -> list[str]:
@@ -144,6 +149,9 @@ def _row(record: RunRecord) -> dict[str, Any]:
     last = epochs[-1] if epochs else {}
     best = max(delta, key=lambda pair: pair[1]) if delta else (None, None)
     accuracy, source, evaluation = _test_accuracy(record)
+    measured = [(line["epoch"], line["nearest_subspace_accuracy"]) for line in record.evals
+                if finite(line.get("nearest_subspace_accuracy")) is not None]
+    peak = max(measured, key=lambda pair: pair[1]) if len(measured) > 1 else (None, None)
     return {
         "run_id": record.run.name,
         "run_dir": str(record.run.path),
@@ -169,6 +177,10 @@ def _row(record: RunRecord) -> dict[str, Any]:
         # vmcr2 eval --methods svm,probe,kmeans,rrc, when it was asked for
         **{score.key: finite((record.evaluation or {}).get(score.key)) for score in SCORES},
         "test_accuracy_source": source,
+        # the highest nearest-subspace accuracy of the evaluations along the run (eval_every), and when
+        "nearest_subspace_peak": peak[1],
+        "nearest_subspace_peak_epoch": peak[0],
+        "evaluations": len(record.evals),
         "epoch_time_mean_s": statistics.fmean(times) if times else None,
         "epoch_time_median_s": statistics.median(times) if times else None,
     }
@@ -191,12 +203,15 @@ def curves(records: list[RunRecord]):
     for record, label in zip(records, run_labels(records)):
         xs = [epoch_number(e) for e in record.epochs]
         values = {key: [finite(e.get(key)) for e in record.epochs] for key in ("delta_r", "r", "r_c")}
-        result.append(Curve(label, record.objective, record.meta.get("status", "unknown"), xs, values))
+        accuracy = {key: [(line["epoch"], finite(line.get(key))) for line in record.evals
+                          if finite(line.get(key)) is not None] for key in ACCURACY_KEYS}
+        result.append(Curve(label, record.objective, record.meta.get("status", "unknown"), xs, values, accuracy))
     return result
 
 
-def to_markdown(rows: list[dict[str, Any]], figure: Path | None, notes: list[str], markdown_path: Path) -> str:
-    """The comparison as a Markdown document: the table, the notes and the figure."""
+def to_markdown(rows: list[dict[str, Any]], figure: Path | None, notes: list[str], markdown_path: Path,
+                accuracy_figure: Path | None = None) -> str:
+    """The comparison as a Markdown document: the table, the notes and the figures."""
     header = ["run", "objective", "profile", "dataset", "classes", "status", "epochs", "final ΔR", "best ΔR",
               "R", "R_c", "test accuracy", "epoch time mean / median (s)", "speedup"]
     lines = [f"# Comparison of {len(rows)} run{'s' if len(rows) != 1 else ''}", "",
@@ -208,9 +223,9 @@ def to_markdown(rows: list[dict[str, Any]], figure: Path | None, notes: list[str
                  "the speedup is the first run's median epoch time divided by each run's.")
     for note in notes:
         lines.append(f"\n*Note: {note}.*")
-    if figure is not None:
-        relative = os.path.relpath(figure, Path(markdown_path).resolve().parent)
-        lines += ["", f"![ΔR, R and R_c over epochs]({relative})"]
+    for path, what in ((figure, "ΔR, R and R_c over epochs"), (accuracy_figure, "accuracy over epochs")):
+        if path is not None:
+            lines += ["", f"![{what}]({os.path.relpath(path, Path(markdown_path).resolve().parent)})"]
     return "\n".join(lines) + "\n"
 
 
@@ -226,6 +241,8 @@ def table_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
             accuracy += f" ({', '.join(others)})"
         if row["test_accuracy_source"] == "training end":
             accuracy += " †"
+        if row.get("nearest_subspace_peak") is not None:
+            accuracy += f", peak {row['nearest_subspace_peak']:.4f} @{row['nearest_subspace_peak_epoch']}"
         best = fmt(row["delta_r_best"])
         if row["delta_r_best_epoch"] is not None:
             best += f" @{row['delta_r_best_epoch']}"

@@ -1,7 +1,10 @@
 """Runs' epoch lines as one table (``vmcr2 export``): one row per run and epoch, one column per metric.
 
 The epochs are those compare reads (a resumed run's repeated epochs counted once);
-``epoch`` is the 1-based number of epochs done, as in the dashboard and compare.
+``epoch`` is the 1-based number of epochs done, as in the dashboard and compare. The row of an
+epoch after which the run was evaluated (``eval_every``, the end) also holds that eval line's
+numbers (accuracies, exact rates, structure; nearest subspace at each probed p as
+``nearest_subspace_accuracy_p<p>``); the other rows leave those cells empty.
 Plain CSV, which pandas (``pd.read_csv``), R and spreadsheets read as is; missing
 values are empty cells.
 """
@@ -25,11 +28,21 @@ def epoch_rows(runs: list[RunDir]) -> list[dict[str, Any]]:
     for run in runs:
         record = read_run(run)
         method = record.key("vmcr2_method") if record.objective == "vmcr2" else None
+        evaluations = {line["epoch"]: eval_scalars(line) for line in record.evals}
         for line in record.epochs:
+            done = epoch_number(line)
             rows.append({"run_id": run.name, "objective": record.objective, "vmcr2_method": method,
-                         "dataset": record.key("dataset"), "epoch": epoch_number(line), "step": line.get("step"),
-                         "time": line.get("time"), **line_scalars(line)})
+                         "dataset": record.key("dataset"), "epoch": done, "step": line.get("step"),
+                         "time": line.get("time"), **line_scalars(line), **evaluations.get(done, {})})
     return rows
+
+
+def eval_scalars(line: dict[str, Any]) -> dict[str, float]:
+    """An eval line's numbers, its nearest subspace at each probed p flattened into columns."""
+    by_components = line.get("nearest_subspace_accuracy_by_components")
+    flat = {f"nearest_subspace_accuracy_p{p}": value for p, value in by_components.items()} \
+        if isinstance(by_components, dict) else {}
+    return {**line_scalars(line), **line_scalars(flat)}
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

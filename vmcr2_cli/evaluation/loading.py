@@ -15,7 +15,7 @@ from typing import Any
 
 from vmcr2_cli.config import TrainConfig, load_config_file
 from vmcr2_cli.errors import BadInput
-from vmcr2_cli.runs import CHECKPOINT_FILE, RunDir
+from vmcr2_cli.runs import CHECKPOINT_FILES, RunDir
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class OpenedRun:
 
 @dataclass
 class LoadedRun:
-    """A run at its last checkpoint: ``networks`` holds its model and objective with their weights."""
+    """A run at one of its checkpoints: ``networks`` holds its model and objective with their weights."""
 
     run: RunDir
     config: TrainConfig
@@ -74,13 +74,15 @@ def open_run(path: str | Path) -> OpenedRun:
 
 
 def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path | None = None,
-             purpose: str = "eval", log: Callable[[str], None] = lambda text: None) -> LoadedRun:
-    """Rebuild ``opened``'s model and objective from ``checkpoints/last.pt`` on ``device``.
+             purpose: str = "eval", log: Callable[[str], None] = lambda text: None,
+             checkpoint: str = "last") -> LoadedRun:
+    """Rebuild ``opened``'s model and objective from a checkpoint on ``device``.
 
     Args:
         device: where to compute (auto, cpu, cuda, cuda:N), whatever device the run trained on.
         data_root: where the dataset's files are, when not where the run found them.
         purpose: the command's name, for messages.
+        checkpoint: ``last`` (checkpoints/last.pt) or ``best`` (checkpoints/best.pt, with keep_best).
     """
     from vmcr2_cli.training.checkpoints import check_checkpoint
     from vmcr2_cli.training.networks import Networks
@@ -91,13 +93,16 @@ def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path |
         torch_device = resolve_device(device)
     except RuntimeError:  # torch.device() of a malformed name
         raise BadInput(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
-    if not run.checkpoint_path.is_file():
-        raise BadInput(f"{purpose} {run.path}: the run has no checkpoint yet ({CHECKPOINT_FILE})")
+    if checkpoint == "best" and not opened.config.keep_best:
+        raise BadInput(f"{purpose} {run.path}: --checkpoint best: the run keeps no best checkpoint "
+                       f"(train with --set keep_best=<metric> and eval_every)")
+    if not run.checkpoint_file(checkpoint).is_file():
+        raise BadInput(f"{purpose} {run.path}: the run has no checkpoint yet ({CHECKPOINT_FILES[checkpoint]})")
     changes: dict[str, Any] = {"device": device}
     if data_root is not None:
         changes["data_root"] = str(data_root)
     config = dataclasses.replace(opened.config, **changes)
-    state = run.load_checkpoint(map_location="cpu")
+    state = run.load_checkpoint(map_location="cpu", which=checkpoint)
     where = f"{purpose} {run.path}"
     check_checkpoint(state, config, where)  # before the dataset loads
     log(f"loading {config.dataset} for {run.name}…")

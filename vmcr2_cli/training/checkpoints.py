@@ -12,8 +12,9 @@ import torch
 from vmcr2_cli.config import RESUME_CHANGEABLE, TrainConfig
 from vmcr2_cli.errors import BadInput
 
-CHECKPOINT_VERSION = 1
-CHECKPOINT_KEYS = ("version", "model", "objective", "optimizer", "scheduler", "epoch", "step_in_epoch",
+# 2: the learning rate follows from the global step (no scheduler state); best.pt adds "best".
+CHECKPOINT_VERSION = 2
+CHECKPOINT_KEYS = ("version", "model", "objective", "optimizer", "epoch", "step_in_epoch",
                    "global_step", "latched", "accumulator")
 # Keys of config.toml that may differ from the checkpoint's copy: what --resume may change, and the label.
 EDITABLE_KEYS = (*RESUME_CHANGEABLE, "description")

@@ -206,7 +206,6 @@ class Session:
 
     def train(self, trainer) -> dict[str, Any]:
         """Train to the end, evaluate, and record how the run ended."""
-        from vmcr2_cli.training.finish import final_evaluation
         from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
         from vmcr2_cli.training.trainer import NonFiniteLoss
 
@@ -223,12 +222,15 @@ class Session:
                 result = {"run_dir": str(run.path), "status": "finished", "epochs": trainer.epoch}
                 if not dist.is_main:
                     return result  # rank 0 evaluates and records the end alone
-                if config.eval_at_end:
-                    display.message("evaluating: nearest subspace and kNN on the test set…")
+                evaluation = trainer.evaluation
+                if config.eval_at_end and (evaluation is None or evaluation["epoch"] != trainer.epoch):
+                    display.message(f"evaluating: nearest subspace and kNN on the "
+                                    f"{'validation split' if trainer.dataset.val_images is not None else 'test set'}…")
                     with stop.immediate():  # it writes nothing until it ends: a signal stops it at once
-                        evaluation = final_evaluation(trainer)
-                    run.append_metrics("eval", epoch=trainer.epoch, step=trainer.global_step, **evaluation)
-                    result.update(evaluation)
+                        evaluation = trainer.evaluate()
+                if evaluation is not None:
+                    result.update({key: value for key, value in evaluation.items() if key.endswith("accuracy")
+                                   or key == "components"})
         except TrainingInterrupted as stopped:
             _record(run, "interrupted", epoch=trainer.epoch, step=trainer.global_step)
             where = ("during the final evaluation (training is complete)" if trainer.epoch >= config.epochs

@@ -1,4 +1,4 @@
-"""The featurizer's optimizer and learning-rate schedule from the configuration."""
+"""The featurizer's optimizer and its learning rate at each step."""
 
 from __future__ import annotations
 
@@ -17,16 +17,37 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-def lr_factor(epoch: int, epochs: int, schedule: str) -> float:
-    """Multiplier of the base lr during ``epoch`` (0-based)."""
-    if schedule == "step":  # the appendix recipe: ×0.1 at 1/2 and again at 3/4 of training
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, schedule: str, warmup_epochs: float = 0.0) -> float:
+    """Multiplier of the base lr at training step ``step`` (0-based, counted over the whole run).
+
+    A linear warmup over the first ``warmup_epochs`` epochs' steps, then the schedule: ``step`` is
+    the paper's (×0.1 once half and again once three quarters of the epochs are done), ``cosine``
+    falls from 1 after the warmup to 0 after the last step.
+    """
+    warmup = round(warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "step":
+        epoch = step // steps_per_epoch
         return 0.1 ** ((epoch >= epochs // 2) + (epoch >= (3 * epochs) // 4))
     if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+        progress = (step - warmup) / max(1, epochs * steps_per_epoch - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Stepped once per epoch."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: lr_factor(epoch, config.epochs, config.lr_schedule))
+class LearningRate:
+    """Sets the optimizer's lr before each step from the step's number alone: no state of its own,
+    so a run resumed at any step continues the schedule exactly (and a resume that changes
+    ``epochs`` stretches it from there)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> None:
+        self.optimizer, self.config, self.steps_per_epoch = optimizer, config, steps_per_epoch
+
+    def set(self, step: int) -> float:
+        config = self.config
+        lr = config.lr * lr_factor(step, self.steps_per_epoch, config.epochs, config.lr_schedule,
+                                   config.warmup_epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr

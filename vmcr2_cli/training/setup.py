@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from vmcr2_cli.config import TrainConfig, check_data_fit
+from vmcr2_cli.config import TrainConfig, check_data_fit, validation_size
 from vmcr2_cli.data import DeviceLoader, ImageDataset, load_dataset
 from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.errors import BadInput
@@ -41,7 +41,8 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
 
 
 def load_training_data(config: TrainConfig) -> ImageDataset:
-    """The dataset of ``config``: label noise applied, cut to ``train_subset``, checked against the batch."""
+    """The dataset of ``config``: label noise applied, cut to ``train_subset``, its validation split held out
+    (``val_fraction``), checked against the batch."""
     options = {}
     if config.dataset == "synthetic":
         options = dict(num_classes=config.num_classes, subspace_dim=config.synthetic_subspace_dim,
@@ -59,7 +60,22 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
         keep = keep[:config.train_subset]
         dataset = dataclasses.replace(dataset, train_images=dataset.train_images[keep],
                                       train_labels=dataset.train_labels[keep], clean_train_labels=None)
+    if config.val_fraction:
+        dataset = hold_out_validation(dataset, config.val_fraction, config.seed)
     return dataset
+
+
+def hold_out_validation(dataset: ImageDataset, fraction: float, seed: int) -> ImageDataset:
+    """``dataset`` with ``validation_size`` of its training images (a seeded draw) moved to its
+    validation split. Their labels are the training labels, noisy where the training set's are:
+    a validation split chooses a checkpoint from the data a user has."""
+    held = validation_size(dataset.num_train, fraction)
+    # A stream of its own (seed + 1): the same images are held out whatever train_subset drew.
+    order = torch.randperm(dataset.num_train, generator=torch.Generator().manual_seed(seed + 1))
+    val, train = order[:held].sort().values, order[held:].sort().values
+    return dataclasses.replace(dataset, train_images=dataset.train_images[train],
+                               train_labels=dataset.train_labels[train], clean_train_labels=None,
+                               val_images=dataset.train_images[val], val_labels=dataset.train_labels[val])
 
 
 def training_loader(config: TrainConfig, dataset: ImageDataset, device: torch.device, channels_last: bool,

@@ -36,7 +36,8 @@ from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import ClassMomentSums, latch_from_moments, latch_over_dataset
 from vmcr2_cli.training.networks import Networks, not_fitting
-from vmcr2_cli.training.optim import build_optimizer, build_scheduler
+from vmcr2_cli.training.measure import measure
+from vmcr2_cli.training.optim import LearningRate, build_optimizer
 from vmcr2_cli.training.setup import training_loader
 from vmcr2_cli.training.step import training_step
 
@@ -101,8 +102,8 @@ class Trainer:
         self.autocast = self.networks.autocast
         self.train_model = dist.data_parallel(self.model, device)
         self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)
-        self.scheduler = build_scheduler(self.optimizer, config)
         self.loader = training_loader(config, dataset, device, self.networks.channels_last, dist)
+        self.learning_rate = LearningRate(self.optimizer, config, self.loader.steps_per_epoch)
         self.gpu = GpuMonitor(device)
         self.epoch = 0  # the epoch in progress (0-based)
         self.step_in_epoch = 0  # steps of ``epoch`` already done
@@ -113,6 +114,8 @@ class Trainer:
         self.epoch_moments: ClassMomentSums | None = self._new_epoch_moments()
         self.saved_at: tuple[int, int] | None = None  # (epoch, global step) of the checkpoint on disk
         self.checkpoint_clock = CheckpointClock(config.checkpoint_minutes)
+        self.evaluation: dict | None = None  # the last eval line's values (rank 0)
+        self.best: dict | None = None  # keep_best: metric, value, epoch, step of checkpoints/best.pt
         self.on_step: Callable[[dict], None] = lambda record: None
         self.on_epoch: Callable[[dict], None] = lambda record: None
 
@@ -127,7 +130,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),  # Γ and A for V-MCR², the head for CE
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -153,7 +155,6 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
         self.step_in_epoch = state["step_in_epoch"]
         self.global_step = state["global_step"]
@@ -163,6 +164,14 @@ class Trainer:
         self.epoch_moments = (ClassMomentSums.from_state(moments, self.device) if moments is not None
                               else self._new_epoch_moments())
         self.saved_at = (self.epoch, self.global_step)
+        self.best = self._best_on_disk()
+
+    def _best_on_disk(self) -> dict | None:
+        """The record of the run's best.pt, the best so far for a resumed run: it may be newer than
+        last.pt (written at an evaluation after which the run stopped before its next checkpoint)."""
+        if not (self.config.keep_best and self.dist.is_main and self.run.checkpoint_file("best").is_file()):
+            return None
+        return self.run.load_checkpoint(which="best", mmap=True).get("best")
 
     def save_checkpoint(self) -> None:
         with self.checkpoint_clock.writing():
@@ -236,12 +245,26 @@ class Trainer:
             self.step_in_epoch = 0
             self.accumulator = EpochAccumulator()
             self.epoch_moments = self._new_epoch_moments()
-            self.scheduler.step()
+            if self.config.eval_every and self.epoch % self.config.eval_every == 0 and self.dist.is_main:
+                self.evaluate()  # the other ranks wait for rank 0 at the next collective
             stopping = self.dist.any(stop.requested)
             if stopping or self.epoch == config.epochs or self.checkpoint_clock.due():
                 self.save_checkpoint()
             if stopping:
                 raise TrainingInterrupted(_signal_name(stop))
+
+    # ------------------------------------------------------------------ evaluation (rank 0)
+    def evaluate(self) -> dict:
+        """Measure the featurizer now (``measure``), log an ``eval`` line, keep best.pt if it is the best."""
+        values = measure(self)
+        self.run.append_metrics("eval", epoch=self.epoch, step=self.global_step, **values)
+        self.evaluation = {"epoch": self.epoch, **values}
+        metric = self.config.keep_best
+        score = values.get(metric) if metric else None
+        if score is not None and (self.best is None or score > self.best["value"]):
+            self.best = {"metric": metric, "value": score, "epoch": self.epoch, "step": self.global_step}
+            self.run.save_checkpoint({**self.state_dict(), "best": self.best}, which="best")
+        return values
 
     def train_step(self, images: torch.Tensor, partition: ClassPartition) -> StepResult:
         """Algorithm 1, lines 4–12 on one batch: this rank's images, the global batch's classes. When the
@@ -268,6 +291,7 @@ class Trainer:
         order = self.loader.permutation(self.epoch) if self.dist.enabled else None
         for step, batch in self.loader.epoch(self.epoch, start_step=self.step_in_epoch):
             torch.manual_seed(step_seed(config.seed, self.global_step, self.dist.rank))  # dropout stream of this step
+            self.learning_rate.set(self.global_step)
             # Grouping by class from the CPU labels: no device→host sync in the step. Under
             # DDP every rank knows the global batch's labels from the epoch's order.
             labels = batch.labels_cpu if order is None else self.loader.batch_labels(self.loader.labels_cpu[

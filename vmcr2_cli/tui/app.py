@@ -1,12 +1,12 @@
-"""The ``vmcr2 watch`` dashboard: runs table, selected run, and three views of charts.
+"""The ``vmcr2 watch`` dashboard: runs table, selected run, and four views of charts.
 
 ::
 
-    ┌ vmcr2 watch   1 ΔR · R · R_c   2 V-MCR² terms   3 GPU & time      2 runs  ? help ┐
+    ┌ vmcr2 watch   1 ΔR · R · R_c   2 V-MCR² terms   3 GPU & time   4 accuracy  ? help ┐
     │  # ━━ run                     status      epoch      ΔR     ETA …                 │  RunsTable
     │ ━━ name · V-MCR² · profile … / step … · loss … · GPU … · last line 3s ago         │  RunDetail
     │ ━ run-a (MCR²)  ━ run-b (V-MCR²)                                ◆ latch  ● eval   │  Legend
-    │ [ one of: RateView | VariationalView | SystemView ]                               │  charts
+    │ [ one of: RateView | VariationalView | SystemView | AccuracyView ]                │  charts
     └ key hints                                                                         ┘  Footer
 
 The app owns the state (a ``RunStore``) and the selection; a ``Watcher``, polled in a
@@ -27,6 +27,7 @@ from textual.binding import Binding
 from textual.widgets import ContentSwitcher, Footer
 from textual.worker import Worker, WorkerState
 
+from vmcr2_cli.tui.accuracy_view import AccuracyView
 from vmcr2_cli.tui.chart_options import ChartOptions
 from vmcr2_cli.tui.filter_screen import FilterScreen, compile_filter
 from vmcr2_cli.tui.formatting import run_colours
@@ -65,6 +66,7 @@ class WatchApp(App[None]):
         Binding("1", "show_view('rate')", "ΔR R R_c", show=False),
         Binding("2", "show_view('variational')", "V-MCR²", show=False),
         Binding("3", "show_view('system')", "GPU & time", show=False),
+        Binding("4", "show_view('accuracy')", "accuracy", show=False),
         Binding("j,down", "next_run", "next run", key_display="j/k"),
         Binding("k,up", "previous_run", "previous run", show=False),
         Binding("tab", "next_run", "next run", show=False, priority=True),
@@ -111,7 +113,7 @@ class WatchApp(App[None]):
         self.run_detail = RunDetail(id="detail")
         self.legend = Legend(id="legend")
         self.views = {"rate": RateView(id="rate"), "variational": VariationalView(id="variational"),
-                      "system": SystemView(id="system")}
+                      "system": SystemView(id="system"), "accuracy": AccuracyView(id="accuracy")}
         self.switcher = ContentSwitcher(initial="rate", id="views")
         yield self.title_bar
         yield self.runs_table

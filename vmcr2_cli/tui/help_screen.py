@@ -14,7 +14,8 @@ from vmcr2_cli.tui.formatting import EVAL_MARKER, LATCH_COLOUR, LATCH_MARKER, ST
 from vmcr2_cli.tui.summary import STALL_EPOCHS, STALL_FLOOR_S
 
 KEYS = (
-    ("1 2 3", "view: ΔR·R·R_c  ·  V-MCR² terms M, R^v, R^v/R  ·  GPU use and epoch time"),
+    ("1 2 3 4", "view: ΔR·R·R_c  ·  V-MCR² terms M, R^v, R^v/R  ·  GPU use and epoch time  ·  accuracy "
+                "along the run (eval_every)"),
     ("j k  ↓ ↑  tab", "next / previous run"),
     ("a", "charts: every run overlaid, or the selected run alone"),
     ("s", "smoothing: EMA weight 0 → 0.6 → 0.8 → 0.9 → 0.95 → 0.99 (TensorBoard's, debiased)"),

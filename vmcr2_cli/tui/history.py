@@ -90,7 +90,10 @@ class RunHistory:
             elif kind == "latch":
                 self.latches.append(record)
             elif kind == "eval":
-                self.evals.append(record)
+                if isinstance(record.get("epoch"), int):
+                    add_epoch_line(self.evals, record)  # one per epoch: a resumed run measures again
+                else:
+                    self.evals.append(record)
             elif kind == "status":
                 self.last_status_record = record
 
@@ -178,6 +181,18 @@ class RunHistory:
             return xs, ys
 
         return self._cached(f"series:{key}:{axis}", build)
+
+    def eval_series(self, key: str, axis: str = "epoch") -> tuple[list[float], list[float]]:
+        """``key`` of the eval lines (accuracies measured during training and by vmcr2 eval) over
+        ``axis``; on the epoch axis an eval line's ``epoch`` is the epochs done when it measured."""
+        xs, ys = [], []
+        for line in self.evals:
+            value = as_number(line.get(key))
+            x = as_number(line.get("epoch")) if axis == "epoch" else self.line_x(line, axis)
+            if value is not None and x is not None:
+                xs.append(x)
+                ys.append(value)
+        return xs, ys
 
     def event_x(self, event: dict[str, Any], axis: str = "epoch") -> float:
         """Where a latch or eval event sits on ``axis``.

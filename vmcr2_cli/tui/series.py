@@ -41,6 +41,19 @@ def epoch_series(runs: list[RunHistory], key: str, colours: dict[str, int], *,
     return out
 
 
+def eval_series(runs: list[RunHistory], key: str, colours: dict[str, int], *,
+                options: ChartOptions = ChartOptions()) -> list[Series]:
+    """``key`` from the eval lines over ``options.x_axis``, one series per run that has it; unsmoothed (a
+    point every few epochs), each evaluation marked."""
+    out = []
+    for run in runs:
+        xs, ys = run.eval_series(key, options.x_axis)
+        if xs:
+            marks = [Marker(x, y, EVAL_MARKER, colours.get(run.key, 7)) for x, y in zip(xs, ys)]
+            out.append(Series(run.name, colours.get(run.key, 7), xs, ys, marks))
+    return out
+
+
 def time_series(runs: list[RunHistory], field: str, colours: dict[str, int], *,
                 scale: float = 1.0) -> tuple[list[Series], str]:
     """GPU readings (``field``: ``util`` or ``mem_mb``, times ``scale``) over time since each run started.

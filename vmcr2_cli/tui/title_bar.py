@@ -1,4 +1,4 @@
-"""The top line: the app's name, the three views as tabs (with their keys), and the run count."""
+"""The top line: the app's name, the views as tabs (with their keys), and the run count."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from vmcr2_cli.tui.messages import ViewClicked
 # (view id, key, label): the order of the tabs and of the number keys.
 VIEWS = (
     ("rate", "1", "ΔR · R · R_c"),
-    ("variational", "2", "V-MCR² terms"),
+    ("variational", "2", "V-MCR²"),
     ("system", "3", "GPU & time"),
+    ("accuracy", "4", "accuracy"),
 )
 
 
