@@ -123,3 +123,22 @@ def test_every_objective_trains_on_pairs_through_the_cli(data, tmp_path, capsys)
                                "--set", "feature_dim=16", "--set", "atoms_per_class=1", "--json", capsys=capsys)
         assert code == 0, err
         assert json.loads(out)["status"] == "finished"
+
+
+@pytest.mark.parametrize("objective", ["mcr2", "vmcr2", "ce"])
+def test_the_triples_profile_trains_and_evaluates_every_objective_at_1000_classes(data, tmp_path, monkeypatch,
+                                                                                 objective):
+    """A step of 1000 images (the profile's batch is 2000; these splits hold 1000), then the profile's eval."""
+    monkeypatch.setattr(compositions, "TEST_SIZE", 1000)  # a multiple of the 1000 classes
+    code, out, err = vmcr2("train", "--profile", "fashion-mnist-triples", "--objective", objective, "--epochs", "1",
+                           "--batch-size", "1000", "--data-root", str(data.parent), "--runs-dir",
+                           str(tmp_path / "runs"), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    lines = [json.loads(line) for line in open(f"{result['run_dir']}/metrics.jsonl")]
+    epoch = [line for line in lines if line["type"] == "epoch"]
+    evals = [line for line in lines if line["type"] == "eval"]
+    assert len(epoch) == 1 and np.isfinite(epoch[0]["delta_r"])
+    assert [line["epoch"] for line in evals] == [1] and evals[0]["components"] == 1  # ⌊128/1000⌋ → 1
+    assert 0.0 <= result["knn_accuracy"] <= 1.0
+    assert json.load(open(f"{result['run_dir']}/meta.json"))["num_classes"] == 1000

@@ -116,3 +116,16 @@ def test_unknown_objective_names_the_choices():
 def test_vmcr2_needs_atoms():
     with pytest.raises(ValueError, match="dictionary_size"):
         build_objective("vmcr2", 5, 3, ObjectiveSettings(atoms_per_class=0))
+
+
+def test_symmetric_eigh_matches_eigh_on_rank_deficient_moments_and_leaves_the_threads_as_they_were():
+    from vmcr2_cli.objectives.numerics import symmetric_eigh
+
+    z = torch.nn.functional.normalize(torch.randn(50, 2, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    moments = z.mT @ z  # rank 2 in 16 dimensions, as a class of two samples
+    threads = torch.get_num_threads()
+    values, vectors = symmetric_eigh(moments)
+    assert torch.get_num_threads() == threads and values.dtype == torch.float64
+    reference = torch.linalg.eigvalsh(moments.double())
+    assert torch.allclose(values, reference, atol=1e-12)
+    assert torch.allclose(vectors @ torch.diag_embed(values) @ vectors.mT, moments.double(), atol=1e-12)

@@ -87,12 +87,12 @@ def train(
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
-        accuracy = result.get("nearest_subspace_accuracy")
+        split = "validation" if result.get("split") == "val" else "test"
         typer.echo(f"run: {result['run_dir']}")
-        if accuracy is not None:
-            typer.echo(f"nearest-subspace test accuracy: {accuracy:.4f}")
-        if result.get("knn_accuracy") is not None:
-            typer.echo(f"kNN test accuracy: {result['knn_accuracy']:.4f}")
+        for key, name in (("nearest_subspace_accuracy", "nearest-subspace"), ("knn_accuracy", "kNN"),
+                          ("head_accuracy", "CE head")):
+            if result.get(key) is not None:
+                typer.echo(f"{name} {split} accuracy: {result[key]:.4f}")
 
 
 def _worker_args(*, profile: str, objective: str | None, overrides: list[str], epochs: int | None,

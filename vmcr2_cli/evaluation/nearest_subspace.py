@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from vmcr2_cli.objectives.numerics import symmetric_eigh
+
 
 def default_components(feature_dim: int, num_classes: int) -> int:
     """⌊d/k⌋ directions per class, as in the paper (at least one)."""
@@ -41,7 +43,7 @@ def class_subspaces(second_moments: torch.Tensor, components: int, rel_tol: floa
     second_moments: (k, d, d), Σ_{i∈j} z_i z_iᵀ. Returns (k, d, p) in the moments' dtype
     (the eigendecomposition runs in float64); see :func:`subspaces_from_eigh`.
     """
-    eigenvalues, eigenvectors = torch.linalg.eigh(second_moments.double())  # ascending
+    eigenvalues, eigenvectors = symmetric_eigh(second_moments)  # ascending
     return subspaces_from_eigh(eigenvalues, eigenvectors, components, rel_tol).to(second_moments.dtype)
 
 

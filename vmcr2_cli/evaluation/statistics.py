@@ -24,7 +24,7 @@ from torch import Tensor
 
 from vmcr2_cli.evaluation.nearest_subspace import predict_nearest_subspace, subspaces_from_eigh
 from vmcr2_cli.objectives import class_second_moments
-from vmcr2_cli.objectives.numerics import add_identity, cholesky_logdet
+from vmcr2_cli.objectives.numerics import add_identity, cholesky_logdet, symmetric_eigh
 
 DEFAULT_CHUNK = 4096
 DEFAULT_MEMORY_MB = 256.0
@@ -137,7 +137,7 @@ def class_statistics(features: Tensor, labels: Tensor, num_classes: int, *, comp
         means.append((group.sums / sizes.clamp_min(1)[:, None]).cpu())
         class_r_c.append(_class_compressed_rates(group.moments, sizes, n, d, eps2).cpu())
         moments = (group.moments + group.moments.mT) / 2  # symmetric up to summation order
-        values, vectors = torch.linalg.eigh(moments)  # ascending
+        values, vectors = symmetric_eigh(moments)  # ascending
         bases.append(subspaces_from_eigh(values, vectors, components).cpu())
         eigenvalues.append(values.flip(-1).clamp_min(0).cpu())
     matrix = add_identity(d / (n * eps2) * total)

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from .block import dictionary_blocks, own_projection_energy
-from .numerics import full_precision
+from .numerics import full_precision, symmetric_eigh
 from .partition import ClassPartition
 from .rate_reduction import _coding_rate
 
@@ -123,7 +123,7 @@ def track(gamma: Tensor, A: Tensor, Z: Tensor, partition: ClassPartition, rate: 
             ritz = (1 - rate) * (overlap * old_spectra[:, None, :]) @ overlap.mT + rate * projected.mT @ projected
             # In float64: float32 eigh returns NaN on some nearly rank-one Ritz matrices (a class
             # with one sample after a refit), and at s×s per class it costs nothing.
-            values, vectors = torch.linalg.eigh(((ritz + ritz.mT) / 2).double())  # ascending
+            values, vectors = symmetric_eigh((ritz + ritz.mT) / 2)  # ascending
             values, vectors = values.to(Q.dtype), vectors.to(Q.dtype)
             blocks[classes] = (Q @ vectors).flip(-1)
             A.view(k, -1, k)[classes, :, classes] = values.flip(-1).clamp_min(0)

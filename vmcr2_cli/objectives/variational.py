@@ -39,7 +39,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .numerics import COMPUTE_DTYPES, add_identity, cholesky_factor, full_precision, inverse_from_cholesky
+from .numerics import (COMPUTE_DTYPES, add_identity, cholesky_factor, full_precision, inverse_from_cholesky,
+                       symmetric_eigh)
 from .partition import ClassPartition
 from .rate_reduction import class_grams, class_second_moments
 from .sharding import Collective, batch_partitions, whole_batch
@@ -341,10 +342,9 @@ class VariationalMCR2(nn.Module):
         with torch.no_grad(), full_precision(self.gamma.device):
             moments = second_moments.to(device=self.gamma.device, dtype=dtype)
             moments = (moments + moments.mT) / 2  # symmetric up to accumulated rounding
-            # In float64 whatever the dictionary's dtype: class moments are rank-deficient (a class's
-            # features span few directions), and float32 eigh of such matrices fails (NaN or a
-            # cuSOLVER error) on some CUDA builds; at k·d² it costs little next to the pass that made them.
-            eigenvalues, eigenvectors = torch.linalg.eigh(moments.double())  # ascending
+            # In float64 whatever the dictionary's dtype (see symmetric_eigh); at k·d² it costs
+            # little next to the pass that made the moments.
+            eigenvalues, eigenvectors = symmetric_eigh(moments)  # ascending
             eigenvalues, eigenvectors = eigenvalues.to(dtype), eigenvectors.to(dtype)
             top_vectors = eigenvectors[..., -s:].flip(-1)  # (k, d, s)
             top_values = eigenvalues[..., -s:].flip(-1).clamp_min(0) * (batch_size / total)

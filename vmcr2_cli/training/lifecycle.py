@@ -230,7 +230,7 @@ class Session:
                         evaluation = trainer.evaluate()
                 if evaluation is not None:
                     result.update({key: value for key, value in evaluation.items() if key.endswith("accuracy")
-                                   or key == "components"})
+                                   or key in ("components", "split")})
         except TrainingInterrupted as stopped:
             _record(run, "interrupted", epoch=trainer.epoch, step=trainer.global_step)
             where = ("during the final evaluation (training is complete)" if trainer.epoch >= config.epochs
