@@ -19,7 +19,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def make_run(root: Path, name: str, *, objective: str, status: str = "finished", epochs_done: int = 5,
              epochs_total: int = 5, epoch_time: float = 1.0, dataset: str = "synthetic", feature_dim: int = 32,
-             partial_line: bool = False, accuracy: float | None = None, eval_line: dict | None = None) -> Path:
+             partial_line: bool = False, accuracy: float | None = None, eval_line: dict | None = None,
+             eval_lines: tuple[dict, ...] = ()) -> Path:
     """A run directory as `vmcr2 train` leaves it, written by hand (no training)."""
     run = RunDir.create(root, name)
     config = TrainConfig(objective=objective, dataset=dataset, epochs=epochs_total, feature_dim=feature_dim)
@@ -32,8 +33,8 @@ def make_run(root: Path, name: str, *, objective: str, status: str = "finished",
         lines.append(metrics_line("epoch", epoch=epoch, step=4 * (epoch + 1), delta_r=r - r_c, r=r, r_c=r_c,
                                   loss=0.1, lr=1e-3, epoch_time_s=epoch_time * (3 if epoch == 0 else 1),
                                   images_per_s=100.0, gpu_util=None, gpu_mem_mb=None))
-    if eval_line is not None:
-        lines.append(metrics_line("eval", **eval_line))
+    for values in (*eval_lines, *([eval_line] if eval_line is not None else [])):
+        lines.append(metrics_line("eval", **values))
     if status == "failed":
         lines.append(metrics_line("status", status="failed", step=4 * epochs_done, error="non-finite loss"))
     text = "".join(lines)
@@ -107,6 +108,29 @@ def test_compare_falls_back_to_the_accuracy_measured_at_the_end_of_training(tmp_
     row = json.loads(out)["runs"][0]
     assert code == 0 and (row["test_accuracy"], row["head_accuracy"]) == (0.8, 0.85)
     assert row["test_accuracy_source"] == "training end"
+
+
+def test_accuracy_measured_along_the_runs_is_a_figure_and_a_peak_in_the_table(tmp_path, capsys):
+    """eval_every's lines: one per epoch (a resumed run's repeated evaluation counts once), drawn
+    against epoch in compare-accuracy.png, the highest nearest-subspace accuracy in the table."""
+    ns = {2: 0.70, 4: 0.86, 6: 0.80}
+    evals = tuple({"epoch": e, "step": 4 * e, "nearest_subspace_accuracy": a, "knn_accuracy": a + 0.05}
+                  for e, a in ns.items())
+    repeated = ({"epoch": 4, "step": 16, "nearest_subspace_accuracy": 0.5},)  # replaced by the resumed run's 0.86
+    runs = [make_run(tmp_path / "runs", "a-vmcr2", objective="vmcr2", epochs_done=6, epochs_total=6,
+                     eval_lines=evals[:2] + repeated + evals[1:]),
+            make_run(tmp_path / "runs", "b-ce", objective="ce", epochs_done=6, epochs_total=6)]
+    code, out, err = vmcr2("compare", *runs, "--json", capsys=capsys)
+    assert code == 0, err
+    document = json.loads(out)
+    first, second = document["runs"]
+    assert (first["nearest_subspace_peak"], first["nearest_subspace_peak_epoch"], first["evaluations"]) == (0.86, 4, 3)
+    assert second["nearest_subspace_peak"] is None and second["evaluations"] == 0
+    assert first["test_accuracy"] == 0.80 and first["test_accuracy_source"] == "training end"  # the last one
+    figure = Path(document["accuracy_figure"])
+    assert figure.name == "compare-accuracy.png" and figure.stat().st_size > 1000
+    code, out, _ = vmcr2("compare", runs[1], "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["accuracy_figure"] is None  # nothing measured along the way
 
 
 def test_a_run_without_any_epoch_yet_compares_with_empty_values(tmp_path, capsys):

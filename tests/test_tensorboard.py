@@ -25,7 +25,7 @@ def epoch_lines(run: RunDir) -> list[dict]:
 
 @pytest.mark.parametrize("objective", ["mcr2", "vmcr2", "ce"])
 def test_every_epoch_scalar_is_in_the_event_files_with_its_value(tmp_path, capsys, objective):
-    code, _, err = vmcr2("train", *QUICK, "--objective", objective, "--epochs", "2",
+    code, _, err = vmcr2("train", *QUICK, "--objective", objective, "--epochs", "2", "--set", "eval_every=1",
                          "--runs-dir", tmp_path / "runs", capsys=capsys)
     assert code == 0, err
     run = RunDir.open(tmp_path / "runs" / "latest")
@@ -41,8 +41,12 @@ def test_every_epoch_scalar_is_in_the_event_files_with_its_value(tmp_path, capsy
             [line["r_v_over_r"] for line in lines], rel=1e-6)
         assert [event.step for event in read.Scalars("latch/delta_r_v_after")] == [
             line["step"] for line in run.read_metrics() if line["type"] == "latch"]
-    assert read.Scalars("eval/nearest_subspace_accuracy")[0].value == pytest.approx(
-        next(line for line in run.read_metrics() if line["type"] == "eval")["nearest_subspace_accuracy"], rel=1e-6)
+    evals = [line for line in run.read_metrics() if line["type"] == "eval"]
+    assert len(evals) == 2  # after each epoch (eval_every = 1); the last one is the end's
+    for key in ("nearest_subspace_accuracy", "knn_accuracy", "exact_delta_r", "nc1"):
+        logged = read.Scalars(f"eval/{key}")
+        assert [event.step for event in logged] == [line["step"] for line in evals], key
+        assert [event.value for event in logged] == pytest.approx([line[key] for line in evals], rel=1e-6), key
     assert "config" in read.Tags()["tensors"] or "config/text_summary" in read.Tags()["tensors"]
 
 
