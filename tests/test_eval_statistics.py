@@ -149,3 +149,17 @@ def test_heatmap_sample_draws_ten_random_classes_sorted_when_there_are_more():
     assert sample.shape == (100, 4) and sample_labels.tolist() == sorted(sample_labels.tolist())
     assert set(sample_labels.tolist()) == set(shown)
     assert heatmap_sample(z, labels, 30, seed=0)[2] == shown  # the same classes every time
+
+
+def test_energy_bases_keep_each_classs_fewest_directions_holding_the_share_at_most_p():
+    from vmcr2_cli.evaluation.statistics import class_statistics
+    from vmcr2_cli.evaluation.structure import energy_bases
+
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.tensor([[1.0, 1.0, 0.1, 0.1, 0, 0], [1.0, 0.05, 0.05, 0.05, 0, 0]])  # class 0: 2 dims; 1: 1
+    features = torch.cat([torch.randn(400, 6, generator=generator) * scales[j] for j in range(2)])
+    labels = torch.arange(2).repeat_interleave(400)
+    stats = class_statistics(features, labels, 2, components=4)
+    kept = (energy_bases(stats, 0.9).abs().amax(dim=1) > 0).sum(-1)
+    assert kept.tolist() == [2, 1]
+    assert (energy_bases(stats, 0.999).abs().amax(dim=1) > 0).sum(-1).tolist() == [4, 4]  # capped at p = 4

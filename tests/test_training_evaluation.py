@@ -29,6 +29,7 @@ def test_eval_every_logs_a_line_every_n_epochs_and_one_at_the_end(tmp_path):
         assert 0.0 <= line["knn_accuracy"] <= 1.0 and line["components"] == 1  # ⌊16/10⌋
         assert set(line["nearest_subspace_accuracy_by_components"]) == {"1", "2", "4", "8", "16"}
         assert line["nearest_subspace_accuracy_by_components"]["1"] == line["nearest_subspace_accuracy"]
+        assert line["nearest_subspace_energy_accuracy"] == line["nearest_subspace_accuracy"]  # p = 1: one each
         assert math.isfinite(line["exact_delta_r"]) and line["nc1"] >= 0 and line["mean_effective_dim"] >= 1
 
 

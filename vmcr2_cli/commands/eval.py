@@ -88,6 +88,8 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
     accuracy.add_column("accuracy", justify="right")
     accuracy.add_row(f"nearest subspace (eq. 8, {results['components']} directions per class)",
                      fmt(results["nearest_subspace_accuracy"], ".4f"))
+    accuracy.add_row(f"nearest subspace, each class's directions holding 90% of its energy (≤ {results['components']})",
+                     fmt(results["nearest_subspace_energy_accuracy"], ".4f"))
     optional = [(f"kNN (cosine, k = {results['knn_k']})", "knn_accuracy"),
                 *((score.label, score.key) for score in SCORES),
                 ("CE head (Linear(d, k))", "head_accuracy")]

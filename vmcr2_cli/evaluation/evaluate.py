@@ -1,6 +1,7 @@
 """``vmcr2 eval``'s measurements of one run, as one JSON-able dict (what eval.json holds).
 
-- accuracy: nearest subspace (eq. 8, p = ⌊d/k⌋ directions unless set), kNN (cosine,
+- accuracy: nearest subspace (eq. 8, p = ⌊d/k⌋ directions unless set; and with each class's
+  fewest directions holding 90% of its energy, at most p), kNN (cosine,
   k = 10), and the CE head's for CE runs — all on the test set; on request the linear SVM,
   the linear probe and the two clusterings of ``classical.py``;
 - the exact R, R_c, ΔR of the whole training set in float64 (eval-mode features, no
@@ -26,11 +27,13 @@ from vmcr2_cli.evaluation.classical import (DEFAULT_METHODS, SCORES, check_avail
                                             kmeans_scores, linear_probe_accuracy, linear_svm_accuracy)
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.loading import LoadedRun
-from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, head_accuracy, per_class_recall
+from vmcr2_cli.evaluation.nearest_subspace import (accuracy, default_components, head_accuracy, per_class_recall,
+                                                   predict_nearest_subspace)
 from vmcr2_cli.numbers import finite, finite_or_none
 from vmcr2_cli.runs import epoch_number
 from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
-from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_dimension, feature_cosines,
+from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_bases, energy_dimension,
+                                            feature_cosines,
                                             heatmap_sample, off_diagonal, principal_cosines,
                                             within_class_variability)
 
@@ -89,6 +92,8 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     stats, predicted = nearest_subspace_predictions(train_z, train_y, test_z, k, components=components,
                                                     eps2=config.eps2)
     ns_accuracy = accuracy(predicted, test_y)
+    bases = energy_bases(stats, DOMINANT_ENERGY).to(test_z.device, torch.float32)
+    ns_energy_accuracy = accuracy(predict_nearest_subspace(test_z, bases), test_y)
     recall = per_class_recall(predicted, test_y, k)
     scores = method_scores(train_z, train_y, test_z, test_y, k, options.methods, eps2=config.eps2,
                            seed=config.seed, knn_k=options.knn_k, log=log)
@@ -116,6 +121,7 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
         "num_test": int(test_z.shape[0]),
         "components": components,
         "nearest_subspace_accuracy": ns_accuracy,
+        "nearest_subspace_energy_accuracy": ns_energy_accuracy,
         "knn_k": options.knn_k,
         **scores,
         "methods": list(options.methods),
@@ -182,6 +188,7 @@ def metrics_record(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "epoch": results["epoch"], "step": results["step"], "source": "vmcr2 eval",
         "nearest_subspace_accuracy": results["nearest_subspace_accuracy"], "components": results["components"],
+        "nearest_subspace_energy_accuracy": results["nearest_subspace_energy_accuracy"],
         "knn_accuracy": results["knn_accuracy"], "head_accuracy": results["head_accuracy"],
         **{score.key: results[score.key] for score in SCORES if results[score.key] is not None},
         "exact_delta_r": exact["delta_r"], "exact_r": exact["r"], "exact_r_c": exact["r_c"],

@@ -4,7 +4,8 @@ The test set's accuracies, as ``vmcr2 eval`` computes them — nearest subspace 
 directions), kNN (cosine, k = 10), CE's head — or, with ``val_fraction``, the validation
 split's; and what follows the class subspaces along a run: the exact rates of the training
 features (float64), their classes' effective dimensions, NC1, the principal angles between
-the class subspaces, and nearest subspace at other numbers of directions p.
+the class subspaces, and nearest subspace at other numbers of directions p and with each
+class's own number (the fewest holding 90% of its energy, at most ⌊d/k⌋).
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def measure(trainer) -> dict[str, Any]:
     stats = class_statistics(train_z, train_y, k, components=max(probed), eps2=config.eps2)
     bases = stats.bases.to(test_z.device, torch.float32)
     by_components = {q: accuracy(predict_nearest_subspace(test_z, bases[..., :q]), test_y) for q in probed}
+    energy = dominant_bases(bases[..., :p], energy_dimension(stats.eigenvalues, DOMINANT_ENERGY))
     present = stats.counts > 0
     result: dict[str, Any] = {
         "split": "val" if held_out else "test",
         "nearest_subspace_accuracy": by_components[p],
         "components": p,
+        "nearest_subspace_energy_accuracy": accuracy(predict_nearest_subspace(test_z, energy), test_y),
         "knn_accuracy": accuracy(knn_predict(train_z, train_y, test_z, k), test_y),
     }
     head = head_accuracy(trainer.objective, test_z, test_y)
