@@ -4,7 +4,8 @@
 
 One Markdown row per run, from its evaluations during training (``eval_every``) and its
 epoch lines: the last evaluation's nearest-subspace (NS), kNN and CE-head accuracy, the
-peak NS and its epoch, the exact ΔR of the training set (eval mode, float64), the last
+peak NS and its epoch, NS with each class's directions holding 90% of its energy (where the
+last evaluation measured it: ``vmcr2 eval``), the exact ΔR of the training set (eval mode, float64), the last
 epoch's batch ΔR (train mode) and R^v/R, the mean |cos| between class subspaces, NS at the
 best probed number of directions p, and the epoch from which the curve is flat.
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vmcr2_cli.evaluation.comparison import read_run, run_labels  # noqa: E402
 from vmcr2_cli.runs import RunDir, runs_in  # noqa: E402
 
-COLUMNS = ("run", "epochs", "NS", "NS peak @epoch", "best p: NS", "kNN", "CE head", "exact ΔR (eval)",
+COLUMNS = ("run", "epochs", "NS", "NS peak @epoch", "NS 90% energy", "best p: NS", "kNN", "CE head", "exact ΔR (eval)",
            "batch ΔR", "R^v/R", "mean |cos|", "NC1", "flat from epoch")
 
 
@@ -57,12 +58,15 @@ def row(record, label: str, tolerance: float) -> list[str]:
     measured = [(line["epoch"], line["nearest_subspace_accuracy"]) for line in evals
                 if line.get("nearest_subspace_accuracy") is not None]
     peak = max(measured, key=lambda pair: pair[1]) if measured else (None, None)
-    by_p = last.get("nearest_subspace_accuracy_by_components") or {}
+    # vmcr2 eval's line (which replaces training's of the same epoch) has no p probes; training's had
+    probed = [line for line in evals if line.get("nearest_subspace_accuracy_by_components")]
+    by_p = probed[-1]["nearest_subspace_accuracy_by_components"] if probed else {}
     best_p = max(by_p.items(), key=lambda item: item[1]) if by_p else None
     main = "head_accuracy" if record.objective == "ce" else "knn_accuracy"
     batch = epochs[-1] if epochs else {}
     return [label, f"{len(epochs)}/{record.key('epochs')}", pct(last.get("nearest_subspace_accuracy")),
             f"{pct(peak[1])} @{peak[0]}" if peak[0] is not None else "—",
+            pct(last.get("nearest_subspace_energy_accuracy")),
             f"p = {best_p[0]}: {pct(best_p[1])}" if best_p else "—",
             pct(last.get("knn_accuracy")), pct(last.get("head_accuracy")), num(last.get("exact_delta_r")),
             num(batch.get("delta_r")), num(batch.get("r_v_over_r"), ".2f"), num(last.get("mean_abs_cos")),

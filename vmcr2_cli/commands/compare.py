@@ -78,7 +78,8 @@ def compare(
     if any(len(points) > 1 for curve in series for points in curve.accuracy.values()):
         splits = {line.get("split", "test") for record in records for line in record.evals}
         accuracy_figure = str(plot_accuracy_curves(series, Path(folder) / ACCURACY_FIGURE_FILE,
-                                                   title=_figure_title(rows), split="/".join(sorted(splits))))
+                                                   title=_figure_title(rows, "Accuracy"),
+                                                   split="/".join(sorted(splits))))
     document: dict[str, Any] = {"runs": rows, "figure": str(figure), "accuracy_figure": accuracy_figure,
                                 "notes": notes, "markdown": None}
     if markdown is not None:
@@ -137,10 +138,10 @@ def render_comparison(document: dict[str, Any], console) -> None:
         console.print(f"markdown: {document['markdown']}", soft_wrap=True)
 
 
-def _figure_title(rows: list[dict[str, Any]]) -> str:
+def _figure_title(rows: list[dict[str, Any]], what_is_drawn: str = r"Training $\Delta R$, $R$ and $R_c$") -> str:
     datasets = sorted({str(row["dataset"]) for row in rows if row["dataset"]})
     classes = sorted({row["num_classes"] for row in rows if row["num_classes"]})
     what = ", ".join(datasets) or "runs"
     if len(classes) == 1:
         what += f" ({classes[0]} classes)"
-    return rf"Training $\Delta R$, $R$ and $R_c$ over epochs: {what}"
+    return f"{what_is_drawn} over epochs: {what}"
