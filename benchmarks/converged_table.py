@@ -27,7 +27,7 @@ from vmcr2_cli.evaluation.comparison import read_run, run_labels  # noqa: E402
 from vmcr2_cli.runs import RunDir, runs_in  # noqa: E402
 
 COLUMNS = ("run", "epochs", "NS", "NS peak @epoch", "NS 90% energy", "best p: NS", "kNN", "CE head", "exact ΔR (eval)",
-           "batch ΔR", "R^v/R", "mean |cos|", "NC1", "flat from epoch")
+           "batch ΔR", "R^v/R", "mean \\|cos\\|", "NC1", "flat from epoch")
 
 
 def flat_from(evals: list[dict], key: str, tolerance: float) -> int | None:

@@ -38,6 +38,9 @@ from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension,
                                             within_class_variability)
 
 DOMINANT_ENERGY = 0.9  # a class's subspace: its directions holding this share of its energy (at most p)
+# The k × k principal-cosine matrix is written into eval.json up to this many classes: at k = 1000
+# it is 10⁶ numbers (27 MB of JSON); each class's closest class and the means stay.
+MAX_CLASSES_IN_MATRIX = 200
 
 HEATMAP_FILE = "zz_heatmap.png"
 SUBSPACES_FILE = "subspaces.png"
@@ -141,7 +144,8 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
             "feature_abs_cos_between": finite(between_cos),
             "nc1": variability.nc1,
             "within_between_trace_ratio": variability.trace_ratio,
-            "principal_cosines": [[finite(v) for v in row] for row in cosines.tolist()],
+            "principal_cosines": ([[finite(v) for v in row] for row in cosines.tolist()]
+                                  if k <= MAX_CLASSES_IN_MATRIX else None),
         },
         "classes": [_class_row(j, names, stats, recall, effective, dim90, cosines) for j in range(k)],
         "figures": {},

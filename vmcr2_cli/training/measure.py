@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vmcr2_cli.evaluation.evaluate import DOMINANT_ENERGY
+from vmcr2_cli.evaluation.evaluate import DOMINANT_ENERGY, MAX_CLASSES_IN_MATRIX
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.nearest_subspace import (accuracy, default_components, head_accuracy,
                                                    predict_nearest_subspace)
@@ -28,7 +28,6 @@ from vmcr2_cli.numbers import finite
 # subspace depends on the directions it uses as training goes on.
 PROBED_COMPONENTS = (1, 2, 4, 8, 16, 32)
 MAX_PROBED_DIRECTIONS = 2048  # k·p: the projections cost N·d·k·p
-MAX_CLASSES_FOR_ANGLES = 200  # principal angles between k² pairs of class subspaces
 
 
 @torch.no_grad()
@@ -63,7 +62,7 @@ def measure(trainer) -> dict[str, Any]:
         "exact_delta_r": stats.delta_r, "exact_r": stats.r, "exact_r_c": stats.r_c,
         "nc1": within_class_variability(stats).nc1,
         "mean_effective_dim": finite(effective_dimension(stats.eigenvalues)[present].double().mean().item()),
-        "mean_abs_cos": _mean_abs_cos(stats, p) if k <= MAX_CLASSES_FOR_ANGLES else None,
+        "mean_abs_cos": _mean_abs_cos(stats, p) if k <= MAX_CLASSES_IN_MATRIX else None,
         "nearest_subspace_accuracy_by_components": {str(q): value for q, value in by_components.items()},
         "eval_seconds": time.perf_counter() - started,
     })
