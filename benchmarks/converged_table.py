@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vmcr2_cli.evaluation.comparison import read_run, run_labels  # noqa: E402
+from vmcr2_cli.evaluation.comparison import read_run, summarize  # noqa: E402
 from vmcr2_cli.runs import RunDir, runs_in  # noqa: E402
 
 COLUMNS = ("run", "epochs", "NS", "NS peak @epoch", "NS 90% energy", "best p: NS", "kNN", "CE head", "exact ΔR (eval)",
@@ -52,20 +52,25 @@ def num(value, spec: str = ".3f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def row(record, label: str, tolerance: float) -> list[str]:
+def last_probes(record) -> dict[str, float]:
+    """NS at each probed p of training's last evaluation: read from the file, since vmcr2 eval's line
+    (which has no probes) replaces training's of the same epoch in ``record.evals``."""
+    probed = [line["nearest_subspace_accuracy_by_components"] for line in record.run.read_metrics(("step",))
+              if line.get("type") == "eval" and line.get("nearest_subspace_accuracy_by_components")]
+    return probed[-1] if probed else {}
+
+
+def row(record, summary: dict, tolerance: float) -> list[str]:
     evals, epochs = record.evals, record.epochs
     last = evals[-1] if evals else {}
-    measured = [(line["epoch"], line["nearest_subspace_accuracy"]) for line in evals
-                if line.get("nearest_subspace_accuracy") is not None]
-    peak = max(measured, key=lambda pair: pair[1]) if measured else (None, None)
-    # vmcr2 eval's line (which replaces training's of the same epoch) has no p probes; training's had
-    probed = [line for line in evals if line.get("nearest_subspace_accuracy_by_components")]
-    by_p = probed[-1]["nearest_subspace_accuracy_by_components"] if probed else {}
+    by_p = last_probes(record)
     best_p = max(by_p.items(), key=lambda item: item[1]) if by_p else None
+    peak = summary["nearest_subspace_peak"], summary["nearest_subspace_peak_epoch"]
+    label = f"{summary['label']} (`{record.run.name}`)"
     main = "head_accuracy" if record.objective == "ce" else "knn_accuracy"
     batch = epochs[-1] if epochs else {}
     return [label, f"{len(epochs)}/{record.key('epochs')}", pct(last.get("nearest_subspace_accuracy")),
-            f"{pct(peak[1])} @{peak[0]}" if peak[0] is not None else "—",
+            f"{pct(peak[0])} @{peak[1]}" if peak[0] is not None else "—",
             pct(last.get("nearest_subspace_energy_accuracy")),
             f"p = {best_p[0]}: {pct(best_p[1])}" if best_p else "—",
             pct(last.get("knn_accuracy")), pct(last.get("head_accuracy")), num(last.get("exact_delta_r")),
@@ -85,8 +90,8 @@ def main() -> None:
     records = [read_run(run) for run in runs]
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "|".join("---" for _ in COLUMNS) + "|")
-    for record, label in zip(records, run_labels(records)):
-        print("| " + " | ".join(row(record, f"{label} (`{record.run.name}`)", args.tolerance)) + " |")
+    for record, summary in zip(records, summarize(records)):
+        print("| " + " | ".join(row(record, summary, args.tolerance)) + " |")
 
 
 if __name__ == "__main__":
