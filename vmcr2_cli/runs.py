@@ -300,7 +300,7 @@ class RunDir:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.path / CHECKPOINT_FILE
+        return self.checkpoint_file("last")
 
     def checkpoint_file(self, which: str = "last") -> Path:
         """``checkpoints/last.pt`` or ``checkpoints/best.pt`` (``CHECKPOINT_FILES``)."""
@@ -308,7 +308,7 @@ class RunDir:
 
     @property
     def eval_path(self) -> Path:
-        return self.path / EVAL_FILE
+        return self.eval_file("last")
 
     def eval_file(self, which: str = "last") -> Path:
         """eval.json (the last checkpoint's evaluation) or eval-best.json (best.pt's)."""

@@ -32,8 +32,7 @@ from vmcr2_cli.evaluation.nearest_subspace import (accuracy, default_components,
 from vmcr2_cli.numbers import finite, finite_or_none
 from vmcr2_cli.runs import epoch_number
 from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
-from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_bases, energy_dimension,
-                                            feature_cosines,
+from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_dimension, feature_cosines,
                                             heatmap_sample, off_diagonal, principal_cosines,
                                             within_class_variability)
 
@@ -95,8 +94,6 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     stats, predicted = nearest_subspace_predictions(train_z, train_y, test_z, k, components=components,
                                                     eps2=config.eps2)
     ns_accuracy = accuracy(predicted, test_y)
-    bases = energy_bases(stats, DOMINANT_ENERGY).to(test_z.device, torch.float32)
-    ns_energy_accuracy = accuracy(predict_nearest_subspace(test_z, bases), test_y)
     recall = per_class_recall(predicted, test_y, k)
     scores = method_scores(train_z, train_y, test_z, test_y, k, options.methods, eps2=config.eps2,
                            seed=config.seed, knn_k=options.knn_k, log=log)
@@ -104,7 +101,9 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
 
     effective = effective_dimension(stats.eigenvalues)
     dim90 = energy_dimension(stats.eigenvalues, DOMINANT_ENERGY)
-    cosines = principal_cosines(dominant_bases(stats.bases, dim90))
+    dominant = dominant_bases(stats.bases, dim90)  # each class's energy subspace: eq. 8 by energy, and the angles
+    ns_energy_accuracy = accuracy(predict_nearest_subspace(test_z, dominant.to(test_z.device, torch.float32)), test_y)
+    cosines = principal_cosines(dominant)
     between = off_diagonal(cosines)
     within_cos, between_cos = feature_cosines(train_z, train_y, seed=config.seed)
     variability = within_class_variability(stats)

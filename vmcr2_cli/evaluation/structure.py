@@ -57,10 +57,11 @@ def dominant_bases(bases: Tensor, dims: Tensor) -> Tensor:
     return bases * keep[:, None, :].to(bases.dtype)
 
 
-def energy_bases(stats: ClassStatistics, share: float) -> Tensor:
-    """``stats.bases`` (k, d, p) cut to each class's fewest directions holding ``share`` of its energy
-    (at most p): eq. 8 with subspaces as large as each class's features are, not ⌊d/k⌋ each."""
-    return dominant_bases(stats.bases, energy_dimension(stats.eigenvalues, share))
+def energy_bases(bases: Tensor, eigenvalues: Tensor, share: float) -> Tensor:
+    """``bases`` (k, d, p) cut to each class's fewest directions holding ``share`` of its energy
+    (``eigenvalues``: each class's spectrum, descending), at most p: the classes' dominant subspaces,
+    and eq. 8 with subspaces as large as each class's features are, not ⌊d/k⌋ each."""
+    return dominant_bases(bases, energy_dimension(eigenvalues, share))
 
 
 def feature_cosines(features: Tensor, labels: Tensor, *, samples: int = 4000, seed: int = 0) -> tuple[float, float]:

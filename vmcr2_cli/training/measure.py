@@ -20,8 +20,8 @@ from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.nearest_subspace import (accuracy, default_components, head_accuracy,
                                                    predict_nearest_subspace)
 from vmcr2_cli.evaluation.statistics import class_statistics
-from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_dimension, off_diagonal,
-                                            principal_cosines, within_class_variability)
+from vmcr2_cli.evaluation.structure import (effective_dimension, energy_bases, off_diagonal, principal_cosines,
+                                            within_class_variability)
 from vmcr2_cli.numbers import finite
 
 # Eq. 8's p measured besides ⌊d/k⌋, where k·p stays small enough to be cheap: how nearest
@@ -46,13 +46,14 @@ def measure(trainer) -> dict[str, Any]:
     stats = class_statistics(train_z, train_y, k, components=max(probed), eps2=config.eps2)
     bases = stats.bases.to(test_z.device, torch.float32)
     by_components = {q: accuracy(predict_nearest_subspace(test_z, bases[..., :q]), test_y) for q in probed}
-    energy = dominant_bases(bases[..., :p], energy_dimension(stats.eigenvalues, DOMINANT_ENERGY))
+    dominant = energy_bases(stats.bases[..., :p], stats.eigenvalues, DOMINANT_ENERGY)  # as vmcr2 eval's
     present = stats.counts > 0
     result: dict[str, Any] = {
         "split": "val" if held_out else "test",
         "nearest_subspace_accuracy": by_components[p],
         "components": p,
-        "nearest_subspace_energy_accuracy": accuracy(predict_nearest_subspace(test_z, energy), test_y),
+        "nearest_subspace_energy_accuracy": accuracy(
+            predict_nearest_subspace(test_z, dominant.to(test_z.device, torch.float32)), test_y),
         "knn_accuracy": accuracy(knn_predict(train_z, train_y, test_z, k), test_y),
     }
     head = head_accuracy(trainer.objective, test_z, test_y)
@@ -62,16 +63,14 @@ def measure(trainer) -> dict[str, Any]:
         "exact_delta_r": stats.delta_r, "exact_r": stats.r, "exact_r_c": stats.r_c,
         "nc1": within_class_variability(stats).nc1,
         "mean_effective_dim": finite(effective_dimension(stats.eigenvalues)[present].double().mean().item()),
-        "mean_abs_cos": _mean_abs_cos(stats, p) if k <= MAX_CLASSES_IN_MATRIX else None,
+        "mean_abs_cos": _mean_abs_cos(dominant) if k <= MAX_CLASSES_IN_MATRIX else None,
         "nearest_subspace_accuracy_by_components": {str(q): value for q, value in by_components.items()},
         "eval_seconds": time.perf_counter() - started,
     })
     return result
 
 
-def _mean_abs_cos(stats, components: int) -> float | None:
+def _mean_abs_cos(dominant: torch.Tensor) -> float | None:
     """Mean |cos| of the principal angles between two classes' dominant subspaces (as vmcr2 eval's)."""
-    bases = stats.bases[..., :components]
-    dims = energy_dimension(stats.eigenvalues, DOMINANT_ENERGY).clamp_max(components)
-    between = off_diagonal(principal_cosines(dominant_bases(bases, dims)))
+    between = off_diagonal(principal_cosines(dominant))
     return finite(between.double().mean().item()) if between.numel() else None
