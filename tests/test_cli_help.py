@@ -4,7 +4,7 @@ import pytest
 
 from cli_runner import vmcr2
 
-COMMANDS = ["train", "profiles", "watch", "eval", "latch", "compare", "bench"]
+COMMANDS = ["train", "profiles", "watch", "eval", "latch", "compare", "bench", "embed"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

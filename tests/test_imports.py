@@ -23,7 +23,7 @@ def test_the_cli_imports_without_textual():
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("command", ["train", "bench", "eval", "latch", "compare", "profiles"])
+@pytest.mark.parametrize("command", ["train", "bench", "eval", "latch", "compare", "profiles", "embed", "export"])
 def test_commands_other_than_watch_start_without_textual(command):
     done = python(f"sys.argv = ['vmcr2', {command!r}, '--help']\nfrom vmcr2_cli.cli import main\nmain()")
     assert done.returncode == 0, done.stderr

@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - older Typer on the real click
 from vmcr2_cli import __version__, invocation
 from vmcr2_cli.commands import bench as bench_command
 from vmcr2_cli.commands import compare as compare_command
+from vmcr2_cli.commands import embed as embed_command
 from vmcr2_cli.commands import eval as eval_command
 from vmcr2_cli.commands import export as export_command
 from vmcr2_cli.commands import latch as latch_command
@@ -54,6 +55,7 @@ app.command("watch")(watch_command.watch)
 app.command("eval")(eval_command.eval_run)
 app.command("latch")(latch_command.latch)
 app.command("compare")(compare_command.compare)
+app.command("embed")(embed_command.embed)
 app.command("export")(export_command.export)
 app.command("bench")(bench_command.bench)
 

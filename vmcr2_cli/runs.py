@@ -53,6 +53,8 @@ CHECKPOINT_FILES = {"last": "checkpoints/last.pt", "best": "checkpoints/best.pt"
 CHECKPOINT_FILE = CHECKPOINT_FILES["last"]
 EVAL_FILE = "eval.json"
 EVAL_FILES = {"last": EVAL_FILE, "best": "eval-best.json"}  # vmcr2 eval of each checkpoint
+# Eq. 8's class subspaces of each checkpoint's training features (vmcr2 eval, embed --predict).
+SUBSPACE_FILES = {"last": "class-subspaces.npz", "best": "class-subspaces-best.npz"}
 FIGURES_DIR = "figures"
 LOCK_FILE = "lock"
 LATEST_LINK = "latest"
@@ -111,6 +113,10 @@ def read_toml(path: Path, where: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- atomic files
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -121,6 +127,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private (0600); a written file is as open() makes it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -313,6 +320,10 @@ class RunDir:
     def eval_file(self, which: str = "last") -> Path:
         """eval.json (the last checkpoint's evaluation) or eval-best.json (best.pt's)."""
         return self.path / EVAL_FILES[which]
+
+    def subspace_file(self, which: str = "last") -> Path:
+        """class-subspaces.npz (fitted on the last checkpoint's features) or class-subspaces-best.npz."""
+        return self.path / SUBSPACE_FILES[which]
 
     @property
     def figures_dir(self) -> Path:
@@ -542,18 +553,27 @@ class RunLock:
         self.release()
 
 
-def check_writable(runs_dir: Path) -> None:
-    """BadInput unless run directories can be made in ``runs_dir``: a read-only folder is found
-    before the data loads and the training starts. Creates nothing that it leaves behind."""
+def check_writable(runs_dir: Path, option: str = "--runs-dir", named: Path | None = None) -> None:
+    """BadInput unless run directories (or files) can be made in ``runs_dir``: a read-only folder is found
+    before the data loads and the work starts. Creates nothing that it leaves behind. ``named``: the path
+    the user gave, when not ``runs_dir`` itself (an output file's)."""
+    shown = named if named is not None else runs_dir
     folder = Path(runs_dir).absolute()
     while not folder.exists():  # the nearest folder that exists is where ours would be made
         folder = folder.parent
     if not folder.is_dir():
-        raise BadInput(f"--runs-dir {runs_dir}: {folder} is a file, not a folder")
+        raise BadInput(f"{option} {shown}: {folder} is a file, not a folder")
     try:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as error:
-        raise BadInput(f"--runs-dir {runs_dir}: cannot write in {folder}: {error.strerror}") from None
+        raise BadInput(f"{option} {shown}: cannot write in {folder}: {error.strerror}") from None
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """BadInput unless ``path`` can be written (atomically) as a file: checked before the work."""
+    if Path(path).is_dir():
+        raise BadInput(f"{option} {path}: is a folder; name a file")
+    check_writable(Path(path).absolute().parent, option, named=path)
 
 
 def point_latest(run: RunDir) -> None:

@@ -26,6 +26,7 @@ import torch
 
 from vmcr2_cli.data import augment as augmentations
 from vmcr2_cli.data import views as view_augmentations
+from vmcr2_cli.data.preprocessing import normalisation_constants
 from vmcr2_cli.data.seeding import cpu_generator
 from vmcr2_cli.errors import BadInput
 
@@ -43,19 +44,9 @@ class Normalizer:
     """uint8 (B, C, H, W) → float (x/255 − mean)/std, optionally channels_last."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int, device, dtype=torch.float32, channels_last=False):
-        mean_t = torch.as_tensor(mean, dtype=torch.float64).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float64).flatten()
-        if mean_t.numel() == 1:
-            mean_t = mean_t.expand(channels)
-        if std_t.numel() == 1:
-            std_t = std_t.expand(channels)
-        if mean_t.numel() != channels or std_t.numel() != channels:
-            raise ValueError(f"mean and std need 1 or {channels} values, got {mean_t.numel()} and {std_t.numel()}")
-        if (std_t <= 0).any():
-            raise ValueError(f"std must be positive, got {std_t.tolist()}")
-        # (x/255 − mean)/std = x·scale − shift, computed once in float64.
-        self.scale = (1.0 / (255.0 * std_t)).to(device=device, dtype=dtype).view(1, -1, 1, 1)
-        self.shift = (mean_t / std_t).to(device=device, dtype=dtype).view(1, -1, 1, 1)
+        scale, shift = normalisation_constants(mean, std, channels)
+        self.scale = scale.to(device=device, dtype=dtype)
+        self.shift = shift.to(device=device, dtype=dtype)
         self.dtype = dtype
         self.channels_last = channels_last
 

@@ -18,6 +18,7 @@ from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.discovery import Layout, Located, find_dataset
 from vmcr2_cli.data.download import RemoteFile, md5_of
 from vmcr2_cli.data.errors import DatasetCorrupt
+from vmcr2_cli.data.preprocessing import centred_padding
 from vmcr2_cli.errors import one_line
 
 IDX_UBYTE = 0x08
@@ -94,8 +95,7 @@ def pad_to(images: torch.Tensor, size: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     if height > size or width > size:
         raise DatasetCorrupt(f"images are {height}×{width}, larger than the training size {size}×{size}")
-    top, left = (size - height) // 2, (size - width) // 2
-    return F.pad(images, (left, size - width - left, top, size - height - top))
+    return F.pad(images, centred_padding(height, width, (size, size)))
 
 
 def _locate(ctx: LoadContext, layout: Layout, md5s: dict[str, str], mirrors: tuple[str, ...],

@@ -16,6 +16,7 @@ from vmcr2_cli.data import cifar, compositions, idx, synthetic, tinyimagenet, us
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
 from vmcr2_cli.data.discovery import default_cache_dir, search_roots
 from vmcr2_cli.data.label_noise import apply_label_noise
+from vmcr2_cli.data.preprocessing import Preprocessing, centred_padding
 from vmcr2_cli.errors import BadInput
 
 
@@ -32,7 +33,8 @@ class DatasetSpec:
     whose class is read left to right), so the flip augmentations are refused.
     ``num_classes``, ``num_train``: the classes and training images of the published
     dataset, which a configuration is checked against before anything is loaded (None
-    where the configuration chooses them: the synthetic dataset).
+    where the configuration chooses them: the synthetic dataset). ``file_size``: (H, W) of
+    the files' images where the loader pads them to the training size (None: as trained).
     """
 
     name: str
@@ -45,6 +47,7 @@ class DatasetSpec:
     mirror_safe: bool = True
     num_classes: int | None = None
     num_train: int | None = None
+    file_size: tuple[int, int] | None = None
 
 
 # MNIST/Fashion-MNIST statistics are those of the images padded to 32×32 (their 28×28
@@ -54,8 +57,8 @@ class DatasetSpec:
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
-        DatasetSpec("mnist", idx.load_mnist, (0.1001,), (0.2752,), "crop-flip", "MNIST digits, 60k/10k, 1×32×32 (padded)", num_classes=10, num_train=60000),
-        DatasetSpec("fashion-mnist", idx.load_fashion_mnist, (0.2190,), (0.3318,), "crop-flip", "Fashion-MNIST, 60k/10k, 1×32×32 (padded)", num_classes=10, num_train=60000),
+        DatasetSpec("mnist", idx.load_mnist, (0.1001,), (0.2752,), "crop-flip", "MNIST digits, 60k/10k, 1×32×32 (padded)", num_classes=10, num_train=60000, file_size=(28, 28)),
+        DatasetSpec("fashion-mnist", idx.load_fashion_mnist, (0.2190,), (0.3318,), "crop-flip", "Fashion-MNIST, 60k/10k, 1×32×32 (padded)", num_classes=10, num_train=60000, file_size=(28, 28)),
         DatasetSpec("fashion-mnist-pairs", compositions.load_pairs, (0.2190,), (0.3318,), "none", "two Fashion-MNIST items side by side, 100 classes, 60k/10k, 1×32×64", mirror_safe=False, num_classes=100, num_train=60000),
         DatasetSpec("fashion-mnist-triples", compositions.load_triples, (0.2190,), (0.3318,), "none", "three Fashion-MNIST items side by side, 1000 classes, 60k/10k, 1×32×96", mirror_safe=False, num_classes=1000, num_train=60000),
         DatasetSpec("cifar10", cifar.load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop-flip", "CIFAR-10, 50k/10k, 3×32×32", num_classes=10, num_train=50000),
@@ -156,6 +159,16 @@ def load_dataset(
         source=splits.source,
         clean_train_labels=splits.train_labels if noisy is not None else None,
     )
+
+
+def preprocessing_of(dataset: ImageDataset) -> Preprocessing:
+    """How an image of ``dataset``, as its files hold it, becomes the network's input (kept in meta.json).
+
+    A composed dataset's image is the composed one (Fashion-MNIST pairs: 1×32×64, each item padded)."""
+    channels, height, width = dataset.image_shape
+    stored = get_spec(dataset.name).file_size or (height, width)
+    return Preprocessing((channels, *stored), centred_padding(*stored, (height, width)),
+                         tuple(dataset.mean), tuple(dataset.std))
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:

@@ -23,6 +23,7 @@ import torch
 
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.errors import DatasetCorrupt, DatasetNotFound
+from vmcr2_cli.data.preprocessing import fit_image, image_array
 from vmcr2_cli.errors import BadInput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -156,17 +157,9 @@ def _decode(paths: list[Path], size: int, colour: bool) -> list[torch.Tensor]:
     for path in paths:
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB" if colour else "L")
-                if size:
-                    scale = size / min(image.size)
-                    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-                    image = image.resize((width, height), Image.BILINEAR)
-                    left, top = (width - size) // 2, (height - size) // 2
-                    image = image.crop((left, top, left + size, top + size))
-                array = np.asarray(image, dtype=np.uint8)
+                images.append(image_array(fit_image(image, 3 if colour else 1, (size, size) if size else None)))
         except OSError as error:
             raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({error})") from None
-        images.append(torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1).transpose(2, 0, 1).copy()))
     return images
 
 

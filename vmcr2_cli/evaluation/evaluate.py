@@ -32,6 +32,7 @@ from vmcr2_cli.evaluation.nearest_subspace import (accuracy, default_components,
 from vmcr2_cli.numbers import finite, finite_or_none
 from vmcr2_cli.runs import epoch_number
 from vmcr2_cli.evaluation.statistics import nearest_subspace_predictions
+from vmcr2_cli.evaluation.subspace_file import save_class_subspaces
 from vmcr2_cli.evaluation.structure import (dominant_bases, effective_dimension, energy_dimension, feature_cosines,
                                             heatmap_sample, off_diagonal, principal_cosines,
                                             within_class_variability)
@@ -94,6 +95,7 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     stats, predicted = nearest_subspace_predictions(train_z, train_y, test_z, k, components=components,
                                                     eps2=config.eps2)
     ns_accuracy = accuracy(predicted, test_y)
+    save_class_subspaces(run, loaded.checkpoint, stats.bases, loaded.global_step)  # for embed --predict
     recall = per_class_recall(predicted, test_y, k)
     scores = method_scores(train_z, train_y, test_z, test_y, k, options.methods, eps2=config.eps2,
                            seed=config.seed, knn_k=options.knn_k, log=log)

@@ -38,6 +38,7 @@ class LoadedRun:
     dataset: Any  # ImageDataset
     networks: Any  # training.networks.Networks
     device: Any  # torch.device
+    checkpoint: str = "last"  # which of CHECKPOINT_FILES
 
     def evaluation_features(self, images, labels):
         """Features of an image set in eval mode, in batches of the run's size."""
@@ -84,29 +85,46 @@ def load_run(opened: OpenedRun, *, device: str = "auto", data_root: str | Path |
         purpose: the command's name, for messages.
         checkpoint: ``last`` (checkpoints/last.pt) or ``best`` (checkpoints/best.pt, with keep_best).
     """
-    from vmcr2_cli.training.checkpoints import check_checkpoint
     from vmcr2_cli.training.networks import Networks
-    from vmcr2_cli.training.setup import load_training_data, resolve_device
+    from vmcr2_cli.training.setup import load_training_data
 
     run = opened.run
+    torch_device = device_named(device)
+    changes: dict[str, Any] = {"device": device}
+    if data_root is not None:
+        changes["data_root"] = str(data_root)
+    config = dataclasses.replace(opened.config, **changes)
+    state = load_state(opened, checkpoint, purpose)
+    where = f"{purpose} {run.path}"
+    log(f"loading {config.dataset} for {run.name}…")
+    dataset = load_training_data(config)
+    networks = Networks.build(config, dataset, torch_device)
+    networks.load(state, where)
+    return LoadedRun(run, config, opened.meta, state, dataset, networks, torch_device, checkpoint)
+
+
+def device_named(device: str):
+    """The torch.device of ``--device`` (auto, cpu, cuda, cuda:N); BadInput for a malformed name."""
+    from vmcr2_cli.training.setup import resolve_device
+
     try:
-        torch_device = resolve_device(device)
+        return resolve_device(device)
     except RuntimeError:  # torch.device() of a malformed name
         raise BadInput(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
+def load_state(opened: OpenedRun, checkpoint: str, purpose: str) -> dict[str, Any]:
+    """The run's ``checkpoint`` (last or best) on the CPU, checked against its config.toml (BadInput)."""
+    from vmcr2_cli.training.checkpoints import check_checkpoint
+
+    run = opened.run
+    if checkpoint not in CHECKPOINT_FILES:
+        raise BadInput(f"--checkpoint {checkpoint!r}: expected {' or '.join(CHECKPOINT_FILES)}")
     if checkpoint == "best" and not opened.config.keep_best:
         raise BadInput(f"{purpose} {run.path}: --checkpoint best: the run keeps no best checkpoint "
                        f"(train with --set keep_best=<metric> and eval_every)")
     if not run.checkpoint_file(checkpoint).is_file():
         raise BadInput(f"{purpose} {run.path}: the run has no checkpoint yet ({CHECKPOINT_FILES[checkpoint]})")
-    changes: dict[str, Any] = {"device": device}
-    if data_root is not None:
-        changes["data_root"] = str(data_root)
-    config = dataclasses.replace(opened.config, **changes)
     state = run.load_checkpoint(map_location="cpu", which=checkpoint)
-    where = f"{purpose} {run.path}"
-    check_checkpoint(state, config, where)  # before the dataset loads
-    log(f"loading {config.dataset} for {run.name}…")
-    dataset = load_training_data(config)
-    networks = Networks.build(config, dataset, torch_device)
-    networks.load(state, where)
-    return LoadedRun(run, config, opened.meta, state, dataset, networks, torch_device)
+    check_checkpoint(state, opened.config, f"{purpose} {run.path}")  # before the dataset loads
+    return state

@@ -89,3 +89,11 @@ def per_class_recall(predicted: torch.Tensor, labels: torch.Tensor, num_classes:
     hits = torch.bincount(labels[predicted == labels], minlength=num_classes).double()
     totals = torch.bincount(labels, minlength=num_classes).double()
     return torch.where(totals > 0, hits / totals.clamp_min(1), torch.full_like(totals, float("nan"))).cpu()
+
+
+def residuals(Z: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
+    """(n, k) ‖(I − V_j V_jᵀ) z‖² = ‖z‖² − ‖V_jᵀ z‖² of each row z of Z and class j (eq. 8's criterion;
+    its argmin is :func:`predict_nearest_subspace`'s class)."""
+    Z = Z.to(device=bases.device, dtype=bases.dtype)
+    projections = torch.einsum("nd,kdp->nkp", Z, bases).pow(2).sum(-1)
+    return (Z.pow(2).sum(1, keepdim=True) - projections).clamp_min(0)

@@ -298,6 +298,8 @@ def _initial_meta(config, profile_path: Path, session: Session) -> dict[str, Any
 
     from vmcr2_cli import __version__, invocation
 
+    from vmcr2_cli.data.registry import preprocessing_of
+
     device_name = (torch.cuda.get_device_name(session.device) if session.device.type == "cuda"
                    else platform.processor() or platform.machine())
     return {
@@ -308,6 +310,8 @@ def _initial_meta(config, profile_path: Path, session: Session) -> dict[str, Any
         "dataset": config.dataset,
         "num_classes": session.dataset.num_classes,
         "train_size": int(session.dataset.train_images.shape[0]),
+        "class_names": list(session.dataset.class_names),
+        "preprocessing": preprocessing_of(session.dataset).to_dict(),  # what embed and export apply
         "epochs": config.epochs,
         "model": config.model,
         "stem": config.stem if config.model == "resnet18" else None,

@@ -51,13 +51,19 @@ class Networks:
 
     @classmethod
     def build(cls, config: TrainConfig, dataset: ImageDataset, device: torch.device) -> "Networks":
+        return cls.of_shape(config, dataset.image_shape, dataset.num_classes, device)
+
+    @classmethod
+    def of_shape(cls, config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int,
+                 device: torch.device) -> "Networks":
+        """The networks of ``config`` for (C, H, W) inputs and ``num_classes`` classes, without the data."""
         torch.manual_seed(config.seed)  # initial weights and Γ: the same on every process
-        model = build_featurizer(config.model, in_channels=dataset.train_images.shape[1],
-                                 feature_dim=config.feature_dim, stem=config.stem,
-                                 width=config.width, image_size=dataset.image_shape[1:], dropout=config.dropout)
+        model = build_featurizer(config.model, in_channels=image_shape[0], feature_dim=config.feature_dim,
+                                 stem=config.stem, width=config.width, image_size=tuple(image_shape[1:]),
+                                 dropout=config.dropout)
         precision = backbone_precision(device, config.precision)
         model = on_device(model, device, precision)
-        objective = build_objective(config.objective, config.feature_dim, dataset.num_classes,
+        objective = build_objective(config.objective, config.feature_dim, num_classes,
                                     ObjectiveSettings.of(config)).to(device)
         return cls(model, objective, device, precision)
 
