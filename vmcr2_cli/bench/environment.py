@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 
 import torch
+
+from vmcr2_cli.training.precision import cpu_name
 
 
 def describe(device: torch.device) -> dict:
@@ -38,17 +39,6 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def short_name(environment: dict) -> str:

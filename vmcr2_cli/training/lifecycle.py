@@ -300,8 +300,9 @@ def _initial_meta(config, profile_path: Path, session: Session) -> dict[str, Any
 
     from vmcr2_cli.data.registry import preprocessing_of
 
-    device_name = (torch.cuda.get_device_name(session.device) if session.device.type == "cuda"
-                   else platform.processor() or platform.machine())
+    from vmcr2_cli.training.precision import cpu_name
+
+    device_name = torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else cpu_name()
     return {
         "status": "running",
         "profile": profile_path.stem,

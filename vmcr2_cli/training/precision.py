@@ -27,6 +27,21 @@ def _cpu_reports(probe: str) -> bool:
     return bool(getattr(torch.cpu, probe, lambda: False)())
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows: float kernels,
+    and so a seed's trajectory, differ between CPUs, so runs and benches name theirs."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_has_amx() -> bool:
     """True where this CPU has AMX tiles (Intel Sapphire Rapids and later)."""
     return _cpu_reports("_is_amx_tile_supported")
