@@ -287,3 +287,22 @@ def test_a_worker_killed_mid_epoch_is_named_the_others_stop_and_the_run_resumes(
                              capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert run.read_meta()["status"] == "finished"
+
+
+def test_a_follower_run_has_the_training_interface_alone_and_writes_nothing(tmp_path):
+    from vmcr2_cli.distributed.run_access import TrainingRun
+    from vmcr2_cli.training.tensorboard import TensorBoardRun
+
+    interface = {name for name in vars(TrainingRun) if not name.startswith("_")}
+    follower = FollowerRun(RunDir(tmp_path / "run"))
+    public = {name for name in dir(follower) if not name.startswith("_")}
+    assert public == interface  # nothing forwarded: a new RunDir method is not a follower's
+    for run in (RunDir(tmp_path), TensorBoardRun(tmp_path), follower):
+        assert all(callable(getattr(run, name)) or name in ("path", "name") for name in interface)
+    follower.set_status("failed", meta={"error": "x"}, step=3)  # what lifecycle's _record does on every rank
+    follower.append_metrics("epoch", step=1)
+    follower.save_checkpoint({"epoch": 1})
+    assert not (tmp_path / "run").exists()
+    assert follower.name == "run" and follower.checkpoint_file("best") == tmp_path / "run" / "checkpoints/best.pt"
+    with pytest.raises(AttributeError):
+        follower.write_meta({})  # RunDir's other writes are rank 0's

@@ -63,6 +63,7 @@ def test_onnxruntime_gives_the_featurizer_s_features_at_any_batch_size(run, expo
         np.testing.assert_allclose(features, reference(run, batch), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_plain_torch_jit_load_gives_the_featurizer_s_features(run, exported):
     module = torch.jit.load(str(exported["torchscript"]))
     with torch.no_grad():

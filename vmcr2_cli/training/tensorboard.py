@@ -13,24 +13,23 @@ those steps again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from vmcr2_cli.runs import RunDir, line_scalars
 
 TENSORBOARD_DIR = "tensorboard"
 ENABLE_HINT = "TensorBoard logs: pip install 'vmcr2[tensorboard]' (then tensorboard --logdir runs)"
-class TensorBoardRun:
-    """A run directory whose metrics lines are also written as TensorBoard scalars."""
 
-    def __init__(self, run: RunDir, writer: Any) -> None:
-        self._run = run
-        self.writer = writer
 
-    def __getattr__(self, name: str) -> Any:  # path, name, save_checkpoint, set_status, …
-        return getattr(self._run, name)
+@dataclass(frozen=True)
+class TensorBoardRun(RunDir):
+    """A run directory whose metrics lines are also written as TensorBoard scalars (``writer``)."""
+
+    writer: Any = None
 
     def append_metrics(self, kind: str, **values: Any) -> None:
-        self._run.append_metrics(kind, **values)
+        super().append_metrics(kind, **values)
         step = values.get("step")
         if not isinstance(step, int):
             return
@@ -54,4 +53,4 @@ def with_tensorboard(run: RunDir, config_text: str, purge_from: int | None) -> t
     writer = SummaryWriter(log_dir=str(run.path / TENSORBOARD_DIR), purge_step=purge_from, flush_secs=10)
     if not purge_from:
         writer.add_text("config", "```toml\n" + config_text + "```", 0)
-    return TensorBoardRun(run, writer), None
+    return TensorBoardRun(run.path, writer), None
