@@ -1,7 +1,7 @@
 """Objective name → how it is built and how every view shows it: the one list of objectives.
 
 Adding an objective is its ``TrainingObjective`` subclass and builder (in
-``objectives/training.py``) and one line in :data:`OBJECTIVES`; config choices, watch's
+``objectives/training_objective.py``) and one line in :data:`OBJECTIVES`; config choices, watch's
 labels and colours, the figures' colours, compare's default and bench's variants all
 read this table. It lives outside the ``objectives`` package and imports nothing heavy:
 ``vmcr2 watch`` and the CLI's start-up read it without torch, which is imported when an
@@ -49,9 +49,9 @@ class ObjectiveEntry:
 OBJECTIVES: dict[str, ObjectiveEntry] = {
     entry.name: entry
     for entry in [
-        ObjectiveEntry("mcr2", "MCR²", "vmcr2_cli.objectives.training:build_mcr2", "#1f77b4", (6, 4, 14, 12)),
-        ObjectiveEntry("vmcr2", "V-MCR²", "vmcr2_cli.objectives.training:build_vmcr2", "#d62728", (5, 1, 13, 9)),
-        ObjectiveEntry("ce", "CE", "vmcr2_cli.objectives.training:build_ce", "#7f7f7f", (2, 10)),
+        ObjectiveEntry("mcr2", "MCR²", "vmcr2_cli.objectives.training_objective:build_mcr2", "#1f77b4", (6, 4, 14, 12)),
+        ObjectiveEntry("vmcr2", "V-MCR²", "vmcr2_cli.objectives.training_objective:build_vmcr2", "#d62728", (5, 1, 13, 9)),
+        ObjectiveEntry("ce", "CE", "vmcr2_cli.objectives.training_objective:build_ce", "#7f7f7f", (2, 10)),
         ObjectiveEntry("mcr2-ssl", "MCR² (self-supervised)", "vmcr2_cli.objectives.self_supervised:build_mcr2_ssl",
                        "#17becf", (14, 6), self_supervised=True),
         ObjectiveEntry("tcr", "TCR (self-supervised)", "vmcr2_cli.objectives.self_supervised:build_tcr",

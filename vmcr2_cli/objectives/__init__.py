@@ -23,7 +23,7 @@ from .rate_reduction import (
     rate_reduction_reference,
 )
 from .sharding import Collective, whole_batch
-from .training import (
+from .training_objective import (
     OBJECTIVES,
     CEObjective,
     MCR2Objective,

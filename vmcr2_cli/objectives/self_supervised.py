@@ -29,7 +29,7 @@ from torch import Tensor
 from .partition import ClassPartition
 from .rate_reduction import rate_reduction
 from .sharding import Collective, whole_batch
-from .training import StepResult, TrainingObjective, rate_metrics
+from .training_objective import StepResult, TrainingObjective, rate_metrics
 from .validation import check_positive_int
 
 
