@@ -4,7 +4,7 @@ Two tiers, so that the hot loop on a GPU never waits for the device:
 - shape, dtype and hyperparameter checks read only metadata: always run;
 - checks that read values (finite features, unit rows) run when ``validate=True``.
   The public functions default to ``validate=True``; the training objectives turn
-  it off on accelerators (see ``training.py``), where it would cost a host sync.
+  it off on accelerators (see ``training_objective.py``), where it would cost a host sync.
 Label values are always checked: the partition reads them on the host anyway.
 """
 
