@@ -269,7 +269,10 @@ def _workers_of(launcher: subprocess.Popen) -> dict[int, int]:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
 def test_a_worker_killed_mid_epoch_is_named_the_others_stop_and_the_run_resumes(tmp_path):
-    process = _train_nproc(tmp_path, "--epochs", "3", "--set", "synthetic_train_per_class=100")
+    # A checkpoint at every epoch's end: the automatic cadence (2% of the time) skips one when a loaded
+    # machine makes the write slow against the tiny epoch, and the check below needs epoch 0's.
+    process = _train_nproc(tmp_path, "--epochs", "3", "--set", "synthetic_train_per_class=100",
+                           "--set", "checkpoint_minutes=0.00001")
     wait_for_step(tmp_path / "runs" / "latest" / "metrics.jsonl", 13, process)  # inside epoch 1
     workers = _workers_of(process)
     assert sorted(workers) == [0, 1], workers
