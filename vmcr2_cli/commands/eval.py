@@ -47,11 +47,9 @@ def eval_run(
 
     from vmcr2_cli.evaluation.classical import parse_methods
     from vmcr2_cli.evaluation.evaluate import EvalOptions, evaluate_run, metrics_record
-    from vmcr2_cli.errors import BadInput
-    from vmcr2_cli.evaluation.loading import load_run, open_run
+    from vmcr2_cli.evaluation.loading import check_checkpoint_name, load_run, open_run
 
-    if checkpoint not in ("last", "best"):
-        raise BadInput(f"--checkpoint {checkpoint!r}: expected last or best")
+    check_checkpoint_name(checkpoint)
     opened = open_run(run)
     options = EvalOptions(methods=parse_methods(methods), components=components, knn_k=knn_k,
                           save_features=save_features, figures=figures)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from vmcr2_cli.runs import CHECKPOINT_FILES, RunDir
+from vmcr2_cli.runs import RunDir
 
 
 class TrainingRun(Protocol):
@@ -42,14 +42,18 @@ class FollowerRun:
     """
 
     def __init__(self, run: RunDir) -> None:
-        self.path = run.path
+        self._run = run  # for its paths, which are computed, not read
+
+    @property
+    def path(self) -> Path:
+        return self._run.path
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self._run.name
 
     def checkpoint_file(self, which: str = "last") -> Path:
-        return self.path / CHECKPOINT_FILES[which]
+        return self._run.checkpoint_file(which)
 
     def append_metrics(self, kind: str, **values: Any) -> None:
         pass

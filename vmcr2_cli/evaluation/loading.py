@@ -113,13 +113,18 @@ def device_named(device: str):
         raise BadInput(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
 
 
+def check_checkpoint_name(checkpoint: str) -> None:
+    """BadInput unless ``--checkpoint`` names one of CHECKPOINT_FILES (last, best)."""
+    if checkpoint not in CHECKPOINT_FILES:
+        raise BadInput(f"--checkpoint {checkpoint!r}: expected {' or '.join(CHECKPOINT_FILES)}")
+
+
 def load_state(opened: OpenedRun, checkpoint: str, purpose: str) -> dict[str, Any]:
     """The run's ``checkpoint`` (last or best) on the CPU, checked against its config.toml (BadInput)."""
     from vmcr2_cli.training.checkpoints import check_checkpoint
 
     run = opened.run
-    if checkpoint not in CHECKPOINT_FILES:
-        raise BadInput(f"--checkpoint {checkpoint!r}: expected {' or '.join(CHECKPOINT_FILES)}")
+    check_checkpoint_name(checkpoint)
     if checkpoint == "best" and not opened.config.keep_best:
         raise BadInput(f"{purpose} {run.path}: --checkpoint best: the run keeps no best checkpoint "
                        f"(train with --set keep_best=<metric> and eval_every)")
