@@ -8,8 +8,11 @@ scenarios: starting a process that imports torch is the slow part.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import shutil
 import socket
+import warnings
 from itertools import islice
 from pathlib import Path
 
@@ -84,11 +87,46 @@ def free_port() -> int:
 
 
 def run_on_processes(out: Path, world_size: int = 2) -> None:
-    """Every scenario on ``world_size`` CPU processes (gloo); results under ``out``."""
-    torch.multiprocessing.spawn(_process, args=(world_size, free_port(), str(out)), nprocs=world_size)
+    """Every scenario on ``world_size`` CPU processes (gloo); results under ``out``.
+
+    A process killed by a signal (gloo aborts the process when a peer's socket fails, which
+    a loaded CI machine made happen once) is started again once, with what the processes
+    printed as a warning; a second death fails with their output in the message, since
+    pytest's captured output of spawned processes is easily cut from a CI log. A scenario's
+    Python exception is never retried.
+    """
+    for attempt in (1, 2):
+        try:
+            torch.multiprocessing.spawn(_process, args=(world_size, free_port(), str(out)), nprocs=world_size)
+            return
+        except torch.multiprocessing.ProcessExitedException as error:
+            report = f"{error}; what the processes printed:\n{_printed(out, world_size)}"
+            if attempt == 2:
+                raise AssertionError(report) from None
+            warnings.warn(f"distributed test processes started again after: {report}")
+            shutil.rmtree(out / "runs", ignore_errors=True)  # the scenarios' run folders, made anew
+
+
+def _stderr_file(out: Path, rank: int) -> Path:
+    return out / f"rank{rank}.stderr"
+
+
+def _printed(out: Path, world_size: int, lines: int = 30) -> str:
+    """The last ``lines`` lines each process wrote to its stderr."""
+    tails = []
+    for rank in range(world_size):
+        path = _stderr_file(out, rank)
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else ["(nothing)"]
+        tails.append(f"--- rank {rank}\n" + "\n".join(text))
+    return "\n".join(tails)
 
 
 def _process(rank: int, world_size: int, port: int, out: str) -> None:
+    # The C++ side's last words (gloo's "terminate called after …") and, on a fatal signal, the
+    # Python stack, in a file of this rank's that ``run_on_processes`` reads back on failure.
+    stderr = open(_stderr_file(Path(out), rank), "w")
+    os.dup2(stderr.fileno(), 2)
+    faulthandler.enable(file=stderr)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
