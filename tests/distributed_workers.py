@@ -54,9 +54,14 @@ def tiny_trainer(objective: str, out: Path, **changes) -> Trainer:
     return Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU)
 
 
-def one_step_config(objective: str) -> TrainConfig:
+def one_step_config(objective: str, **changes) -> TrainConfig:
     """Plain SGD with a large rate, so that the parameters' change is the gradient itself."""
-    return tiny_config(objective, optimizer="sgd", lr=1.0, momentum=0.0)
+    return tiny_config(objective, optimizer="sgd", lr=1.0, momentum=0.0, **changes)
+
+
+# One step's variants on the processes: "" the whole share at once, "-chunked" in chunks of 15 rows
+# of each process's 50 (200 with 4 views), the last one smaller.
+STEP_VARIANTS = {"": {}, "-chunked": {"micro_batch": 15}}
 
 
 def without_dropout(trainer: Trainer) -> Trainer:
@@ -141,13 +146,15 @@ def _process(rank: int, world_size: int, port: int, out: str) -> None:
 def one_step(dist: Distributed, out: Path) -> None:
     """From the state the test saved, one step on this process's share of global batch 0."""
     for objective in OBJECTIVES:
-        config = one_step_config(objective)
-        trainer = without_dropout(Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU, dist))
-        trainer.load_state_dict(torch.load(out / f"{objective}-initial.pt", weights_only=True))
-        _, batch = next(iter(trainer.loader.epoch(0)))
-        result = trainer.train_step(batch.images, global_partition(trainer, 0, 0))
-        torch.save({"loss": result.loss.detach(), "metrics": result.metrics, "state": trained_state(trainer),
-                    "rows": batch.labels_cpu.numel()}, out / f"{objective}-one-step-rank{dist.rank}.pt")
+        for variant, changes in STEP_VARIANTS.items():
+            config = one_step_config(objective, **changes)
+            trainer = without_dropout(Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU,
+                                              dist))
+            trainer.load_state_dict(torch.load(out / f"{objective}-initial.pt", weights_only=True))
+            _, batch = next(iter(trainer.loader.epoch(0)))
+            result = trainer.train_step(batch.images, global_partition(trainer, 0, 0))
+            torch.save({"loss": result.loss.detach(), "metrics": result.metrics, "state": trained_state(trainer),
+                        "rows": batch.labels_cpu.numel()}, out / f"{objective}{variant}-one-step-rank{dist.rank}.pt")
 
 
 def gamma_and_A_through_steps_and_latches(dist: Distributed, out: Path) -> None:

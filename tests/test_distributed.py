@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distributed_workers import (OBJECTIVES, NeverStop, epoch_latch_trainer, latch_features, one_step_config,
-                                 run_on_processes, trained_state, without_dropout)
+from distributed_workers import (OBJECTIVES, STEP_VARIANTS, NeverStop, epoch_latch_trainer, latch_features,
+                                 one_step_config, run_on_processes, trained_state, without_dropout)
 
 from cli_runner import vmcr2
 from training_processes import wait_for_step
@@ -78,15 +78,16 @@ def assert_same_change(before: dict, single: dict, distributed: dict) -> None:
     assert moved >= 2  # the step did change the featurizer (and Γ, A or the head)
 
 
+@pytest.mark.parametrize("variant", STEP_VARIANTS)  # the processes' step whole, and in chunks (micro_batch)
 @pytest.mark.parametrize("objective", OBJECTIVES)
-def test_one_step_on_two_processes_equals_one_process_on_the_whole_batch(processes, objective):
+def test_one_step_on_two_processes_equals_one_process_on_the_whole_batch(processes, objective, variant):
     trainer = reference_trainer(objective, processes)
     before = trained_state(trainer)
     _, batch = next(iter(trainer.loader.epoch(0)))
     result = trainer.train_step(batch.images, ClassPartition(batch.labels_cpu, trainer.dataset.num_classes))
     single = trained_state(trainer)
     for rank in (0, 1):
-        got = load(processes / f"{objective}-one-step-rank{rank}.pt")
+        got = load(processes / f"{objective}{variant}-one-step-rank{rank}.pt")
         assert got["rows"] == batch.labels_cpu.numel() // 2  # each process had half the batch
         torch.testing.assert_close(got["loss"], result.loss.detach(), rtol=1e-5, atol=1e-6)
         assert got["metrics"].keys() == result.metrics.keys()

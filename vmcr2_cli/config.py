@@ -108,6 +108,11 @@ class TrainConfig:
     # --- optimisation
     epochs: int = _key(2000, "training epochs", low=1)
     batch_size: int = _key(1000, "images per step (self-supervised: each with its views)", low=2)
+    micro_batch: int = _key(0, "rows the network computes at once (a self-supervised view is a row): the step "
+                            "computes the batch's features in chunks of this many without a graph, the objective "
+                            "and ∂loss/∂Z on the whole batch, then each chunk again with its graph (exact "
+                            "gradients for one extra forward pass; BatchNorm normalizes by each chunk's "
+                            "statistics); 0 = the whole batch at once", low=0)
     optimizer: str = _key("sgd", "optimizer of the featurizer θ", choices=("sgd", "adam"))
     lr: float = _key(1e-3, "learning rate", low=0.0, low_open=True)
     momentum: float = _key(0.0, "SGD momentum", low=0.0, high=1.0, applies=("optimizer", ("sgd",)))
@@ -138,6 +143,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def network_batch(self) -> int:
+        """Images a pass without a graph (evaluation, latching) gives the network at once."""
+        return self.micro_batch or self.batch_size
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

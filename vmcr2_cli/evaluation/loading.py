@@ -42,14 +42,15 @@ class LoadedRun:
 
     def evaluation_features(self, images, labels):
         """Features of an image set in eval mode, in batches of the run's size."""
-        return self.networks.evaluation_features(images, labels, self.dataset, self.config.batch_size)
+        return self.networks.evaluation_features(images, labels, self.dataset, self.config.network_batch)
 
     def latching_features(self):
         """The training set's features as the checkpoint's epoch's training steps see them."""
         from vmcr2_cli.training.setup import training_loader
 
         loader = training_loader(self.config, self.dataset, self.device, self.networks.channels_last)
-        return self.networks.latching_features(loader, self.epoch, self.config.seed)
+        return self.networks.latching_features(loader, self.epoch, self.config.seed,
+                                               micro_batch=self.config.micro_batch)
 
     @property
     def epoch(self) -> int:

@@ -52,9 +52,11 @@ def frozen_batchnorm_statistics(model: torch.nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def training_mode_features(model: nn.Module, loader: DeviceLoader, epoch: int, *, seed: int, rank: int = 0,
-                           autocast: AbstractContextManager, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                           autocast: AbstractContextManager, steps: int | None = None,
+                           micro_batch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of the training set as the training steps see them (Algorithm 2's Z_θ); with
-    ``steps``, of the first ``steps`` batches of ``epoch``'s order only (a seeded random sample).
+    ``steps``, of the first ``steps`` batches of ``epoch``'s order only (a seeded random sample);
+    with ``micro_batch``, each batch in chunks of that many rows, as a step with chunks computes it.
 
     M compares ΓDiag(A_j)Γᵀ with the second moments of *training* batches, so Γ and A
     are latched on the same features: train mode (dropout on), ``epoch``'s order and
@@ -67,7 +69,8 @@ def training_mode_features(model: nn.Module, loader: DeviceLoader, epoch: int, *
     with frozen_batchnorm_statistics(model):
         for step, batch in islice(loader.epoch(epoch), steps):
             torch.manual_seed(step_seed(seed, -1 - step, rank))  # a dropout stream of its own
-            with autocast:
-                chunks.append(model(batch.images).float())
+            for rows in batch.images.split(micro_batch or batch.images.shape[0]):
+                with autocast:
+                    chunks.append(model(rows).float())
             labels.append(batch.labels)
     return torch.cat(chunks), torch.cat(labels)

@@ -94,12 +94,12 @@ class Networks:
                                     device=self.device, batch_size=batch_size, channels_last=self.channels_last)
 
     def latching_features(self, loader: DeviceLoader, epoch: int, seed: int, rank: int = 0,
-                          images: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                          images: int = 0, micro_batch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of the training set as ``epoch``'s training steps see them (see ``training_mode_features``);
         with ``images``, of about that many: the first ⌈images/batch⌉ batches of the epoch's order."""
         steps = math.ceil(images / loader.batch_size) if images else None
         return training_mode_features(self.model, loader, epoch, seed=seed, rank=rank, autocast=self.autocast,
-                                      steps=steps)
+                                      steps=steps, micro_batch=micro_batch)
 
 
 def on_device(model: nn.Module, device: torch.device, precision: BackbonePrecision) -> nn.Module:

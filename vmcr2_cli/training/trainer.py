@@ -209,11 +209,11 @@ class Trainer:
     def latching_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of the training set's features, as this epoch's steps see them."""
         return self.networks.latching_features(self.loader, self.epoch, self.config.seed, self.dist.rank,
-                                               images=self.config.latch_images)
+                                               images=self.config.latch_images, micro_batch=self.config.micro_batch)
 
     def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of an image set in eval mode, without augmentation (for classification)."""
-        return self.networks.evaluation_features(images, labels, self.dataset, self.config.batch_size)
+        return self.networks.evaluation_features(images, labels, self.dataset, self.config.network_batch)
 
     def _latches_after(self, epoch: int) -> bool:
         """True when Algorithm 1 latches at the end of ``epoch`` (0-based): every latch_every epochs."""
@@ -274,7 +274,7 @@ class Trainer:
             lambda Z: moments.add(Z, partition.rows_of(self.dist.rank, self.dist.world_size)))
         try:
             return training_step(self.train_model, self.objective, self.optimizer, self.autocast, images,
-                                 partition, self.collective, observe=observe)
+                                 partition, self.collective, observe=observe, micro_batch=self.config.micro_batch)
         except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
             raise NonFiniteLoss(self.global_step) from None
 
