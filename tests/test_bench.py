@@ -44,7 +44,8 @@ def only_bench_dir(runs_dir: Path) -> Path:
 def table_run(tmp_path_factory):
     """The bench with a backbone, printing its tables: (stdout, bench folder)."""
     runs_dir = tmp_path_factory.mktemp("table") / "runs"
-    code, out, err = run_bench_cli(*TINY, "--backbone", "mnist-cnn", "--dataset-size", "100", "--runs-dir", str(runs_dir))
+    code, out, err = run_bench_cli(*TINY, "--backbone", "mnist-cnn", "--dataset-size", "100", "--micro-batch", "12",
+                                   "--runs-dir", str(runs_dir))
     assert code == 0, err
     return out, only_bench_dir(runs_dir)
 
@@ -125,6 +126,22 @@ def test_backbone_run_reports_the_step_share_and_epoch_of_every_variant(table_ru
     assert all(entry["step_ratio"] > 0 for entry in report["ratios"])
 
 
+def test_micro_batch_times_each_step_again_in_chunks_with_its_cost_and_memory_beside_the_whole(table_run):
+    stdout, folder = table_run
+    report = json.loads((folder / JSON_FILE).read_text())
+    assert report["settings"]["micro_batch"] == 12
+    for row in report["rows"]:
+        if row["variant"] == BACKBONE:
+            assert row["chunked_step_median_s"] is None
+            continue
+        assert row["chunked_step_q1_s"] <= row["chunked_step_median_s"] <= row["chunked_step_q3_s"]
+        assert row["chunked_step_cost"] == pytest.approx(row["chunked_step_median_s"] / row["step_median_s"])
+        if row["step_peak_memory_mb"] and row["chunked_step_peak_memory_mb"] is not None:
+            assert row["chunked_memory_share"] == pytest.approx(
+                row["chunked_step_peak_memory_mb"] / row["step_peak_memory_mb"], rel=0.01)
+    assert "in chunks of 12 images" in stdout and "time / whole" in stdout
+
+
 def test_every_file_of_a_backbone_run_exists(table_run):
     _, folder = table_run
     assert sorted(path.name for path in folder.iterdir()) == sorted([JSON_FILE, CSV_FILE, PLOT_FILE])
@@ -144,6 +161,9 @@ def test_every_file_of_a_backbone_run_exists(table_run):
     (["--repeats", "0"], "--repeats must be at least 1"),
     (["--budget", "0"], "--budget"),
     (["--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
+    (["--micro-batch", "8"], "give --backbone"),
+    (["--backbone", "mnist-cnn", "--micro-batch", "32"], "not smaller than the batch of 32"),
+    (["--micro-batch", "-1"], "--micro-batch must be at least 0"),
 ])
 def test_bad_input_is_refused_before_any_timing(tmp_path, args, words):
     code, out, err = run_bench_cli(*TINY, *args, "--runs-dir", str(tmp_path / "runs"))

@@ -178,7 +178,7 @@ def test_the_benchs_training_step_is_the_trainers_step(monkeypatch):
 
     calls = []
     real = cases.run_training_step
-    monkeypatch.setattr(cases, "run_training_step", lambda *args: calls.append(args) or real(*args))
+    monkeypatch.setattr(cases, "run_training_step", lambda *args, **kw: calls.append(args) or real(*args, **kw))
     settings = settings_of(classes="4", batch_size=16, dim=8, atoms_per_class=2, backbone="mnist-cnn",
                            device="cpu", variants="vmcr2")
     generator = torch.Generator().manual_seed(0)

@@ -16,13 +16,19 @@ import pytest
 import torch
 from torch import nn
 
+from cli_runner import vmcr2
 from distributed_workers import OBJECTIVES, StopAfter, NeverStop, global_partition, tiny_trainer, without_dropout
+from fixtures_data import isolate_data
 from vmcr2_cli.config import resolve_config
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.models.heads import Normalize
 from vmcr2_cli.objectives import ClassPartition, build_objective
+from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.interrupts import TrainingInterrupted
 from vmcr2_cli.training.step import step_gradients
 
+QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
+         "--batch-size", "100", "--set", "log_every=1"]
 UNEVEN = 30  # chunks of 30 rows of a 100-row batch (400 with 4 views): the last one smaller
 
 
@@ -108,3 +114,27 @@ def test_micro_batch_is_a_count_of_rows():
     assert resolve_config("synthetic", "vmcr2", {"micro_batch": 64})[0].micro_batch == 64
     with pytest.raises(BadInput, match="micro_batch"):
         resolve_config("synthetic", "vmcr2", {"micro_batch": -1})
+
+
+def test_a_step_out_of_gpu_memory_stops_naming_the_measured_micro_batch_that_fits(tmp_path, capsys, monkeypatch):
+    """The GPU's out-of-memory error, simulated on the CPU: more than 30 rows at once do not fit."""
+    isolate_data(monkeypatch, tmp_path)
+    forward = Normalize.forward
+
+    def limited(self, x):
+        if x.shape[0] > 30:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, x)
+
+    monkeypatch.setattr(Normalize, "forward", limited)
+    runs = tmp_path / "runs"
+    code, _, err = vmcr2("train", *QUICK, "--objective", "mcr2", "--runs-dir", str(runs), "--epochs", "2",
+                         capsys=capsys)  # mcr2: no latching pass before the first step
+    assert code == 1 and "Traceback" not in err
+    # 100 rows ran out; halving, 50 runs out and 25 is the first that fits.
+    assert "out of GPU memory at step 1 with 100 images at once; micro_batch = 25 fits (measured)" in err
+    run = RunDir.open(runs / "latest")
+    assert f"Continue with: vmcr2 train --resume {run.path.resolve()} --set micro_batch=25" in err
+    assert run.read_meta()["status"] == "failed"
+    assert vmcr2("train", "--resume", str(run.path), "--set", "micro_batch=25", capsys=capsys)[0] == 0
+    assert run.read_meta()["status"] == "finished"

@@ -151,8 +151,10 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-# What ``train --resume`` may change in an existing run: where and how long it runs, not what it trains.
-RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end", "checkpoint_minutes", "eval_every")
+# What ``train --resume`` may change in an existing run: where and how long it runs, not what it trains
+# (micro_batch leaves the gradients exact: a run that ran out of GPU memory resumes in chunks).
+RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end", "checkpoint_minutes", "eval_every",
+                     "micro_batch")
 
 
 def _suggest(key: str) -> str:

@@ -118,13 +118,15 @@ class Backbone:
         return torch.optim.SGD(list(self.model.parameters()) + extra, lr=LEARNING_RATE)
 
 
-def training_step(backbone: Backbone, under_test: ObjectiveUnderTest, labels: Tensor) -> Step:
-    """Forward, objective, backward and optimizer step (Algorithm 1's lines 4–12 for V-MCR²)."""
+def training_step(backbone: Backbone, under_test: ObjectiveUnderTest, labels: Tensor, micro_batch: int = 0) -> Step:
+    """Forward, objective, backward and optimizer step (Algorithm 1's lines 4–12 for V-MCR²); with
+    ``micro_batch``, the network in chunks of that many images (``training/step.py``)."""
     optimizer = backbone.optimizer(under_test.parameters())
 
     def step() -> None:
         partition = ClassPartition(labels, under_test.classes)  # per step, from CPU labels, as the trainer does
-        run_training_step(backbone.model, under_test, optimizer, backbone.autocast, backbone.images, partition)
+        run_training_step(backbone.model, under_test, optimizer, backbone.autocast, backbone.images, partition,
+                          micro_batch=micro_batch)
 
     return step
 

@@ -68,6 +68,8 @@ def render(report: dict) -> Group:
     parts = [title_text(report), objectives_table(report)]
     if report["settings"]["backbone"] is not None:
         parts.append(training_step_table(report))
+    if report["settings"].get("micro_batch"):
+        parts.append(chunked_step_table(report))
     parts.append(ratios_table(report))
     if any(entry["vmcr2"] for entry in report["ratios"]):
         parts.append(scaling_table(report))
@@ -97,6 +99,16 @@ def training_step_table(report: dict) -> Table:
     title = f"training step with {settings['backbone']} (epoch: {settings['steps_per_epoch']} steps, {dataset})"
     return _timings_table(report, "step_", title, {"share": lambda row: format_share(row["step_share"]),
                                                    "epoch": lambda row: format_seconds(row["epoch_s"])})
+
+
+def chunked_step_table(report: dict) -> Table:
+    """The same training steps with the network in chunks (micro_batch): their cost in time and the
+    share of the whole step's peak memory they need."""
+    title = (f"training step with the network in chunks of {report['settings']['micro_batch']} images "
+             f"(micro_batch; the objective on the whole batch)")
+    return _timings_table(report, "chunked_step_", title, {
+        "time / whole": lambda row: format_ratio(row["chunked_step_cost"]),
+        "memory / whole": lambda row: format_ratio(row["chunked_memory_share"])})
 
 
 def _timings_table(report: dict, prefix: str, title: str, extra: dict[str, Callable[[dict], str]]) -> Table:

@@ -15,7 +15,8 @@ from .settings import IMAGE_SIZE, REFERENCE, VMCR2_VARIANTS, BenchSettings
 from .timing import CaseTiming
 
 BACKBONE = "backbone"  # the row of the backbone alone
-OBJECTIVE, STEP = "objective", "step"  # what a case times: the objective alone or a training step
+# What a case times: the objective alone, a training step, a training step in chunks (--micro-batch).
+OBJECTIVE, STEP, CHUNKED_STEP = "objective", "step", "chunked_step"
 BUSY_LOAD = 0.5  # load average per CPU above which a CPU bench says the machine was busy
 TIMING_FIELDS = ("median_s", "q1_s", "q3_s", "min_s", "max_s", "repeats", "warmup", "peak_memory_mb", "note")
 
@@ -52,7 +53,22 @@ def _row(settings: BenchSettings, timings: Timings, variant: str, classes: int |
     row["step_speedup_vs_reference"] = _ratio(timings.get((REFERENCE, classes, STEP)), step)
     row["step_share"] = _ratio(alone, step)  # the objective's part of a training step
     row["epoch_s"] = settings.steps_per_epoch() * step.timing.median if step is not None else None
+    if settings.micro_batch:
+        chunked = timings.get((variant, classes, CHUNKED_STEP))
+        row.update(_timing_fields(chunked, "chunked_step_"))
+        row["chunked_step_speedup_vs_reference"] = _ratio(timings.get((REFERENCE, classes, CHUNKED_STEP)), chunked)
+        row["chunked_step_cost"] = _ratio(chunked, step)  # time in chunks / time whole
+        row["chunked_memory_share"] = _memory_ratio(chunked, step)
     return row
+
+
+def _memory_ratio(numerator: CaseTiming | None, denominator: CaseTiming | None) -> float | None:
+    """The ratio of two peak memories; None where either is missing."""
+    if numerator is None or denominator is None or not denominator.peak_memory_bytes:
+        return None
+    if numerator.peak_memory_bytes is None:
+        return None
+    return numerator.peak_memory_bytes / denominator.peak_memory_bytes
 
 
 def _timing_fields(result: CaseTiming | None, prefix: str) -> dict:

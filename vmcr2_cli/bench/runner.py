@@ -18,7 +18,7 @@ from vmcr2_cli.training.setup import resolve_device
 from . import environment
 from .cases import Backbone, ObjectiveUnderTest, backbone_step, objective_step, training_step
 from .report import format_seconds
-from .results import BACKBONE, OBJECTIVE, STEP, Timings, build_report
+from .results import BACKBONE, CHUNKED_STEP, OBJECTIVE, STEP, Timings, build_report
 from .settings import IMAGE_SIZE, REFERENCE, BenchSettings
 from .timing import TimingPlan, time_budgeted
 from .workload import subspace_features, synthetic_images
@@ -86,6 +86,9 @@ def _cases(settings: BenchSettings, classes: int, device: torch.device, backbone
             # Its own objective (CE's head, V-MCR²'s Γ and A) latched on the backbone's features.
             in_step = ObjectiveUnderTest(variant, settings, classes, device, backbone_features, generator)
             cases[(variant, STEP)] = training_step(backbone, in_step, labels)
+            if settings.micro_batch:
+                in_chunks = ObjectiveUnderTest(variant, settings, classes, device, backbone_features, generator)
+                cases[(variant, CHUNKED_STEP)] = training_step(backbone, in_chunks, labels, settings.micro_batch)
     return cases
 
 
@@ -106,7 +109,7 @@ def _warmed_before(cases, timings: Timings, classes: int, plan: TimingPlan) -> d
             continue
         k_before = max(before)
         objective = timings[(variant, k_before, OBJECTIVE)].timing.median
-        rest = timings[(variant, k_before, what)].timing.median - objective if what == STEP else 0.0
+        rest = timings[(variant, k_before, what)].timing.median - objective if what != OBJECTIVE else 0.0
         expected = objective * classes / k_before + rest
         if expected > plan.slow_call_s:
             skip[(variant, what)] = f"warmed up at k = {k_before}; one call ≈ {expected:.0f} s"

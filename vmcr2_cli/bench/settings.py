@@ -72,6 +72,7 @@ class BenchSettings:
     budget_s: float  # seconds of timed calls per case
     threads: int | None  # torch's CPU threads; None: torch's default
     seed: int
+    micro_batch: int = 0  # > 0: each training step is also timed in chunks of this many images
 
     @property
     def torch_dtype(self) -> "torch.dtype":
@@ -98,7 +99,7 @@ class BenchSettings:
             "device": self.device, "backbone": self.backbone, "stem": self.stem if self.backbone == "resnet18"
             else None, "precision": self.precision if self.backbone else None, "dataset_size": self.dataset_size, "dataset_name": self.dataset_name,
             "steps_per_epoch": self.steps_per_epoch(), "repeats": self.repeats, "warmup": self.warmup,
-            "budget_s": self.budget_s, "threads": self.threads, "seed": self.seed,
+            "budget_s": self.budget_s, "threads": self.threads, "seed": self.seed, "micro_batch": self.micro_batch,
         }
 
 
@@ -169,6 +170,7 @@ def make_settings(
     budget_s: float = DEFAULT_BUDGET_S,
     threads: int | None = None,
     seed: int = 0,
+    micro_batch: int = 0,
 ) -> BenchSettings:
     """Check the command line's values and build the settings; BadInput names the first bad one."""
     class_counts = parse_classes(classes)
@@ -202,6 +204,12 @@ def make_settings(
         raise BadInput(f"--stem: unknown {stem!r}; choose from {', '.join(STEMS)}")
     if precision not in PRECISIONS:
         raise BadInput(f"--precision: unknown {precision!r}; choose from {', '.join(PRECISIONS)}")
+    _at_least("--micro-batch", micro_batch, 0)
+    if micro_batch and backbone is None:
+        raise BadInput("--micro-batch chunks a training step's network: give --backbone too")
+    if micro_batch >= batch_size:
+        raise BadInput(f"--micro-batch {micro_batch} is not smaller than the batch of {batch_size}: "
+                       f"there is nothing to chunk")
     size, preset = parse_dataset_size(dataset_size, backbone)
     if backbone is not None and size < batch_size:
         raise BadInput(f"--dataset-size {size} is smaller than one batch of {batch_size}: an epoch "
@@ -210,7 +218,7 @@ def make_settings(
         classes=class_counts, variants=chosen, batch_size=batch_size, dim=dim, atoms_per_class=atoms_per_class,
         eps2=float(eps2), dtype=dtype, device=device, backbone=backbone, stem=stem, precision=precision, dataset_size=size,
         dataset_name=preset, repeats=repeats, warmup=warmup, budget_s=float(budget_s), threads=threads,
-        seed=seed,
+        seed=seed, micro_batch=micro_batch,
     )
 
 

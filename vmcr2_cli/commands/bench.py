@@ -49,6 +49,10 @@ def bench(
                                           help="CPU threads for torch (default: torch's choice; on a busy "
                                                "shared machine 1 keeps threads from waiting on each other)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic features, images and weights."),
+    micro_batch: int = typer.Option(0, "--micro-batch", metavar="N",
+                                    help="Also time each training step with the network in chunks of N images "
+                                         "(training's micro_batch), with its time and peak memory over the "
+                                         "whole step's."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir",
                                   help="Where the bench-<timestamp> folder (JSON, CSV, PNG) is created."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as one JSON document on stdout."),
@@ -63,7 +67,7 @@ def bench(
     settings = make_settings(
         classes=classes, variants=variants, batch_size=batch_size, dim=dim, atoms_per_class=atoms_per_class,
         eps2=eps2, dtype=dtype, device=device, backbone=backbone, stem=stem, precision=precision, dataset_size=dataset_size,
-        repeats=repeats, warmup=warmup, budget_s=budget, threads=threads, seed=seed,
+        repeats=repeats, warmup=warmup, budget_s=budget, threads=threads, seed=seed, micro_batch=micro_batch,
     )
     messages = Console(stderr=True, highlight=False)
     report = run_bench(settings, progress=lambda line: messages.print(line, style="dim"))

@@ -207,7 +207,7 @@ class Session:
     def train(self, trainer) -> dict[str, Any]:
         """Train to the end, evaluate, and record how the run ended."""
         from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
-        from vmcr2_cli.training.trainer import NonFiniteLoss
+        from vmcr2_cli.training.trainer import NonFiniteLoss, OutOfDeviceMemory
 
         config, dist, display, run = self.config, self.dist, self.display, trainer.run
         processes = f"  {dist.world_size} processes ({dist.backend})" if dist.enabled else ""
@@ -247,6 +247,11 @@ class Session:
             _record(run, "failed", meta={"failed_step": failure.step, "error": str(failure)}, step=failure.step,
                     error=str(failure))
             raise RunFailed(f"{failure}; {_kept(trainer)}") from None
+        except OutOfDeviceMemory as failure:
+            _record(run, "failed", meta={"error": str(failure)}, step=trainer.global_step, error=str(failure))
+            then = (f". Continue with: vmcr2 train --resume {run.path} --set micro_batch={failure.fits}"
+                    if failure.fits else "")
+            raise RunFailed(f"{failure}; {_kept(trainer)}{then}") from None
         except RunWriteFailed as failure:  # a full disk: the status may not be writable either
             _record(run, "failed", meta={"error": str(failure)}, step=trainer.global_step, error=str(failure))
             raise RunFailed(f"{failure}; {_kept(trainer)}") from None

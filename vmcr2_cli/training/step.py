@@ -98,6 +98,20 @@ def backward_by_chunks(model: nn.Module, images: torch.Tensor, grad_Z: torch.Ten
             z.float().backward(grad)
 
 
+def fitting_micro_batch(attempt: Callable[[int], None], rows: int, micro_batch: int = 0) -> int | None:
+    """The largest micro_batch, halving from the one that ran out of memory (``micro_batch``, 0: all
+    ``rows`` at once), with which ``attempt(micro_batch)`` — a step's gradients — runs without running out
+    of device memory; None when not even one row at a time fits. Measured, so every attempt computes."""
+    size = (micro_batch or rows) // 2
+    while size >= 1:
+        try:
+            attempt(size)
+            return size
+        except torch.OutOfMemoryError:
+            size //= 2
+    return None
+
+
 def _random_state(device: torch.device) -> RandomState:
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 

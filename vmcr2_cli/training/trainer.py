@@ -39,7 +39,7 @@ from vmcr2_cli.training.networks import Networks, not_fitting
 from vmcr2_cli.training.measure import measure
 from vmcr2_cli.training.optim import LearningRate, build_optimizer
 from vmcr2_cli.training.setup import training_loader
-from vmcr2_cli.training.step import training_step
+from vmcr2_cli.training.step import fitting_micro_batch, step_gradients, training_step
 
 class NonFiniteLoss(Exception):
     """The loss became NaN or ±inf; the last good checkpoint is kept."""
@@ -76,6 +76,14 @@ class EpochAccumulator:
     def from_state(cls, state: dict, device: torch.device) -> "EpochAccumulator":
         sums = {k: v.to(device) for k, v in state["sums"].items()}
         return cls(sums, state["steps"], state["images"], state["seconds"])
+
+
+class OutOfDeviceMemory(Exception):
+    """A training step ran out of GPU memory; ``fits``: the micro_batch measured to fit, if one was."""
+
+    def __init__(self, message: str, fits: int | None = None) -> None:
+        super().__init__(message)
+        self.fits = fits
 
 
 class Trainer:
@@ -277,6 +285,41 @@ class Trainer:
                                  partition, self.collective, observe=observe, micro_batch=self.config.micro_batch)
         except (NonFiniteFeaturesError, NotPositiveDefiniteError):  # caught where validation runs (CPU)
             raise NonFiniteLoss(self.global_step) from None
+        except torch.OutOfMemoryError:
+            raise self._out_of_memory(images, partition) from None
+
+    def _out_of_memory(self, images: torch.Tensor, partition: ClassPartition) -> OutOfDeviceMemory:
+        """The error of a step that ran out of GPU memory, naming the micro_batch that fits: measured by
+        computing the step's gradients in ever smaller chunks (one process only: the attempts' collectives
+        would wait for processes that did not fail). The attempts move Γ, A; the run stops after them and
+        its checkpoint on disk is the last good one."""
+        rows, tried = images.shape[0], self.config.micro_batch
+        what = (f"out of GPU memory at step {self.global_step + 1} with "
+                + (f"micro_batch = {tried}" if 0 < tried < rows else f"{rows} images at once"))
+        if self.dist.enabled:
+            return OutOfDeviceMemory(f"{what}; set a smaller micro_batch (a one-process run measures the one "
+                                     f"that fits)")
+
+        cuda = self.device.type == "cuda"
+
+        def attempt(size: int) -> None:
+            self.optimizer.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(self.device)
+            step_gradients(self.train_model, self.objective, self.autocast, images, partition, micro_batch=size)
+
+        fits = fitting_micro_batch(attempt, rows, tried)
+        self.optimizer.zero_grad(set_to_none=True)
+        if fits is None:
+            return OutOfDeviceMemory(f"{what}; not even micro_batch = 1 fits: the network or the objective "
+                                     f"alone is too large for this GPU")
+        peak = ""
+        if cuda:
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            peak = f": a step in chunks of {fits} peaked at {torch.cuda.max_memory_allocated(self.device) / 2**30:.1f} " \
+                   f"of {total / 2**30:.1f} GiB"
+        return OutOfDeviceMemory(f"{what}; micro_batch = {fits} fits (measured{peak})", fits)
 
     def _train_epoch(self, stop: StopRequested) -> None:
         config = self.config
