@@ -14,7 +14,8 @@ in this order, most telling first:
    step lines; then one epoch of the tangent method;
 5. the CUDA tests (``pytest -m gpu``), where pytest is installed;
 6. ``vmcr2 bench`` of the objectives alone at the paper's shape (m = 2000, d = 500, q = 10·k,
-   k = 10 … 1000), and of ResNet-18 training steps at batch 2000;
+   k = 10 … 1000), and of ResNet-18 training steps at batch 2000, whole and with micro_batch 500
+   (time and peak memory of each);
 7. one epoch of every other objective on CIFAR-100- and Tiny-ImageNet-shaped data;
 8. ``vmcr2 train --nproc 1``: the DDP path on NCCL.
 
@@ -73,7 +74,7 @@ GPU = Sizes(
     device="cuda",
     bench=["--classes", "10,100,200,1000"],
     step_bench=["--classes", "100", "--backbone", "resnet18", "--variants", "mcr2,vmcr2,vmcr2-block,ce",
-                "--repeats", "5", "--budget", "10"],
+                "--repeats", "5", "--budget", "10", "--micro-batch", "500"],
     cifar100={"n_train": 20_000, "n_test": 2_000},
     tinyimagenet={"n_classes": 200, "per_class": 100, "val_per_class": 10, "archive": True},
     train=[],
@@ -86,7 +87,7 @@ CPU = Sizes(
            "--warmup", "1"],
     step_bench=["--classes", "4", "--backbone", "resnet18", "--batch-size", "8", "--dim", "8",
                 "--atoms-per-class", "2", "--variants", "mcr2,vmcr2,vmcr2-block,ce", "--dataset-size", "64",
-                "--repeats", "2", "--warmup", "1"],
+                "--repeats", "2", "--warmup", "1", "--micro-batch", "4"],
     cifar100={"n_train": 400, "n_test": 100},
     tinyimagenet={"n_classes": 200, "per_class": 2, "val_per_class": 1, "archive": True},
     train=["--set", "model=mnist-cnn", "--set", "width=0.25", "--set", "feature_dim=16", "--set", "atoms_per_class=2",
@@ -344,8 +345,10 @@ def _bench(check: Check, name: str, arguments: list[str]) -> Result:
     if result.status == "passed":
         report = json.loads(stdout)
         result.figures = {
-            "rows": [{key: row[key] for key in ("variant", "classes", "median_s", "peak_memory_mb", "step_median_s",
-                                                 "step_share", "epoch_s")} for row in report["rows"]],
+            "rows": [{key: row.get(key) for key in ("variant", "classes", "median_s", "peak_memory_mb", "step_median_s",
+                                                     "step_share", "epoch_s", "step_peak_memory_mb",
+                                                     "chunked_step_median_s", "chunked_step_peak_memory_mb")}
+                     for row in report["rows"]],
             "vmcr2": {entry["classes"]: entry["vmcr2"] for entry in report["ratios"]},
         }
     return result

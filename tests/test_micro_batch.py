@@ -138,3 +138,44 @@ def test_a_step_out_of_gpu_memory_stops_naming_the_measured_micro_batch_that_fit
     assert run.read_meta()["status"] == "failed"
     assert vmcr2("train", "--resume", str(run.path), "--set", "micro_batch=25", capsys=capsys)[0] == 0
     assert run.read_meta()["status"] == "finished"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("objective", ["mcr2", "vmcr2-tangent", "ce"])
+def test_on_a_gpu_chunks_give_the_whole_batchs_gradients_and_less_memory(tmp_path, objective):
+    cuda = torch.device("cuda")
+    trainer = without_dropout(tiny_trainer(objective, tmp_path, device="cuda"))
+    trainer.model.to(cuda), trainer.objective.to(cuda)
+    if objective.startswith("vmcr2"):
+        trainer.latch()
+    _, batch = next(iter(trainer.loader.epoch(0)))
+    images, partition = batch.images.to(cuda), global_partition(trainer, 0, 0)
+    peaks, grads = [], []
+    for micro_batch in (0, UNEVEN):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        grads.append(gradients(trainer.model, trainer.objective, images, partition, micro_batch)[1])
+        peaks.append(torch.cuda.max_memory_allocated() - before)
+    for expected, got in zip(*grads):
+        assert (got - expected).norm() <= 1e-4 * expected.norm() + 1e-7
+    assert peaks[1] < peaks[0]
+
+
+def test_with_batchnorm_the_gradients_are_those_of_the_network_applied_chunk_by_chunk(tmp_path):
+    """BatchNorm makes the chunked step another function (each chunk normalized by its own statistics):
+    its gradients are exactly that function's, computed with the whole graph at once as the reference."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 8)).double()
+    objective = build_objective("mcr2", 8, 4)
+    images, labels = torch.randn(100, 12, dtype=torch.float64), torch.arange(100) % 4
+    partition = ClassPartition(labels, 4)
+    _, chunked = gradients(model, objective, images, partition, micro_batch=UNEVEN)
+    reference = copy.deepcopy(model)
+    Z = torch.cat([reference(chunk) for chunk in images.split(UNEVEN)]).float()
+    copy.deepcopy(objective).step(Z, partition).loss.backward()
+    _, whole = gradients(model, objective, images, partition, micro_batch=0)
+    for got, expected, whole_batch in zip(chunked, [p.grad for p in reference.parameters()], whole):
+        assert (got - expected).norm() <= 1e-6 * expected.norm() + 1e-12
+    assert any((c - w).norm() > 1e-3 * w.norm() for c, w in zip(chunked, whole))  # and it is not the whole batch's

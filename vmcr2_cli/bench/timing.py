@@ -96,7 +96,7 @@ class CaseTiming:
 
     timing: the timed calls' summary; warmup: the warm-up calls made;
     peak_memory_bytes: the most memory one of its calls used beyond what was in use
-    before it (see ``_measured_call``; None where it cannot be measured); note: what
+    before it (see ``measured_call``; None where it cannot be measured); note: what
     was cut, if anything, in words.
     """
 
@@ -131,7 +131,7 @@ def time_budgeted(
         if name in skip_warmup:
             continue
         for _ in range(plan.warmup):
-            seconds, peak = _measured_call(fn, device)
+            seconds, peak = measured_call(fn, device)
             warmed[name] += 1
             peaks[name] = _larger(peaks[name], peak)
             estimate[name] = seconds
@@ -152,7 +152,7 @@ def time_budgeted(
     while any(wants_more(name) for name in cases):
         for name, fn in cases.items():
             if wants_more(name):
-                seconds, peak = _measured_call(fn, device)
+                seconds, peak = measured_call(fn, device)
                 seconds_of[name].append(seconds)
                 peaks[name] = _larger(peaks[name], peak)
 
@@ -172,7 +172,7 @@ def time_budgeted(
     return results
 
 
-def _measured_call(fn: Callable[[], object], device: torch.device) -> tuple[float, int | None]:
+def measured_call(fn: Callable[[], object], device: torch.device) -> tuple[float, int | None]:
     """(seconds, peak memory of the call above what was in use before it, or None) of one call.
 
     CUDA: the caching allocator's peak of allocated bytes. CPU (Linux): the process's
