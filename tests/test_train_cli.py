@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,18 @@ def test_version_and_help(capsys):
     assert vmcr2("--version", capsys=capsys)[1].startswith("vmcr2 ")
     code, out, _ = vmcr2("--help", capsys=capsys)
     assert code == 0 and "train" in out
+
+
+def test_at_80_columns_the_printed_lines_keep_brackets_and_break_between_fields(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # the tensorboard extra is missing
+    code, _, err = train_quick(tmp_path, "--epochs", "2", capsys=capsys)
+    assert code == 0, err
+    assert "TensorBoard logs: pip install 'vmcr2[tensorboard]'" in err  # not swallowed as markup
+    lines = err.splitlines()
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    first = next(index for index, line in enumerate(lines) if line.startswith("epoch 1/2"))
+    epoch = " ".join(lines[first:first + 2])  # a V-MCR² epoch line takes two lines at 80 columns
+    for label in ("ΔR", "R", "R_c", "R^v", "R_c^v", "M", "ETA"):
+        assert re.search(rf"(^|  ){re.escape(label)} +[-\d]", epoch), label  # each label beside its value
+    assert lines[first + 1].startswith("  ") and not re.fullmatch(r"\s*[-\d.e+]+\s*", lines[first + 1])

@@ -211,11 +211,11 @@ class Session:
 
         config, dist, display, run = self.config, self.dist, self.display, trainer.run
         processes = f"  {dist.world_size} processes ({dist.backend})" if dist.enabled else ""
-        display.message(f"[bold]{run.name}[/]  {config.objective} on {config.dataset} "
+        display.message((run.name, "bold"), f"  {config.objective} on {config.dataset} "
                         f"({self.dataset.num_classes} classes)  {config.model}  device {self.device}{processes}  "
                         f"backbone {trainer.networks.precision.describe()}  → {run.path}")
         if self.tensorboard_hint:
-            display.message(f"[dim]{self.tensorboard_hint}[/]")
+            display.message((self.tensorboard_hint, "dim"))
         try:
             with StopRequested(under_launcher=dist.enabled) as stop, display:
                 trainer.fit(stop)
