@@ -165,7 +165,8 @@ def test_a_run_deleted_while_watched_stays_on_the_dashboard_and_polling_goes_on(
 
 @async_test
 async def test_the_dashboard_survives_a_run_deleted_under_it(tmp_path):
-    from test_watch_app import SIZE, make_app, table, wait_until
+    from test_watch_app import SIZE, make_app, table
+    from watch_fixtures import wait_until
 
     run = FakeRun(tmp_path, "doomed")
     run.epochs_upto(2)

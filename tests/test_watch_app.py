@@ -7,8 +7,6 @@ timer up to a second, the dashboard's promise.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import ContentSwitcher, Static
 
@@ -21,22 +19,13 @@ from vmcr2_cli.tui.runs_table import RunsTable
 from vmcr2_cli.tui.title_bar import TitleBar
 from vmcr2_cli.tui.watcher import resolve_targets
 
-from watch_fixtures import FakeRun, async_test, at
+from watch_fixtures import FakeRun, async_test, at, wait_until
 
 SIZE = (100, 30)
 
 
 def make_app(*paths, clock=at(200.0)) -> WatchApp:
     return WatchApp(resolve_targets(list(paths)), interval=0.1, clock=clock)
-
-
-async def wait_until(pilot, condition, timeout: float = 1.0) -> None:
-    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {condition.__doc__ or condition}")
-        await pilot.pause(0.02)
 
 
 def table(app: WatchApp) -> dict:
@@ -208,7 +197,7 @@ async def test_a_run_that_stops_writing_turns_stalled_as_the_clock_moves(mcr2_ru
         assert table(app)[mcr2_run.path.name].status == "running"
         now[0] += 300
         # Without new lines the clock-driven parts are redrawn once a second.
-        await wait_until(pilot, lambda: table(app)[mcr2_run.path.name].status == "stalled", timeout=1.5)
+        await wait_until(pilot, lambda: table(app)[mcr2_run.path.name].status == "stalled")
         assert "stalled: no line for" in detail_text(app)
 
 

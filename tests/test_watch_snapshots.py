@@ -12,7 +12,7 @@ import pytest
 from vmcr2_cli.tui.app import WatchApp
 from vmcr2_cli.tui.watcher import resolve_targets
 
-from watch_fixtures import FakeRun, T0
+from watch_fixtures import FakeRun, T0, wait_until
 
 SMALL, LARGE = (80, 24), (200, 50)
 
@@ -43,45 +43,65 @@ def runs(tmp_path):
     return folder
 
 
+# The data are fixed and the clock frozen, so one read draws everything: no further polls, whose redraws
+# could land between the key presses and the screenshot.
+ONE_READ = 3600.0
+
+
 def app_for(path, seconds_after_t0: float = 40 * 30.0 + 12) -> WatchApp:
-    return WatchApp(resolve_targets([path]), interval=0.1, clock=lambda: T0 + seconds_after_t0)
+    return WatchApp(resolve_targets([path]), interval=ONE_READ, clock=lambda: T0 + seconds_after_t0)
 
 
-async def settle(pilot) -> None:
-    """Until the first read of every run is drawn."""
-    for _ in range(100):
-        if pilot.app.caught_up:
-            break
-        await pilot.pause(0.02)
-    await pilot.pause()
+def settled_after(*keys: str):
+    """What runs before the screenshot: every run read and drawn, then ``keys`` pressed, then the
+    screen still — the conditions themselves, however long a loaded machine takes (fixed pauses took
+    the screenshot too early there)."""
+
+    async def run_before(pilot) -> None:
+        await wait_until(pilot, lambda: pilot.app.caught_up)
+        await pilot.press(*keys)
+        await until_still(pilot)
+
+    return run_before
+
+
+async def until_still(pilot, frames: int = 3) -> None:
+    """Until ``frames`` screens in a row (taken as ``wait_until`` polls) are the same."""
+    shots: list[str] = []
+
+    def still() -> bool:
+        shots.append(pilot.app.export_screenshot())
+        return len(shots) >= frames and len(set(shots[-frames:])) == 1
+
+    await wait_until(pilot, still)
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "200x50"])
 @pytest.mark.parametrize("view", ["1", "2", "3", "4"], ids=["rate", "variational", "gpu", "accuracy"])
 def test_views(snap_compare, runs, size, view):
-    assert snap_compare(app_for(runs), press=[view], terminal_size=size, run_before=settle)
+    assert snap_compare(app_for(runs), terminal_size=size, run_before=settled_after(view))
 
 
 def test_second_run_selected_and_alone(snap_compare, runs):
-    assert snap_compare(app_for(runs), press=["j", "a"], terminal_size=SMALL, run_before=settle)
+    assert snap_compare(app_for(runs), terminal_size=SMALL, run_before=settled_after("j", "a"))
 
 
 def test_help(snap_compare, runs):
-    assert snap_compare(app_for(runs), press=["question_mark"], terminal_size=SMALL, run_before=settle)
+    assert snap_compare(app_for(runs), terminal_size=SMALL, run_before=settled_after("question_mark"))
 
 
 def test_one_stalled_cpu_run(snap_compare, tmp_path):
     run = FakeRun(tmp_path, "20261123-090000-synthetic-mcr2", objective="mcr2", epochs=50, gpu=False,
                   epoch_time=4.0, dataset="synthetic")
     run.epochs_upto(12)
-    app = WatchApp(resolve_targets([run.path]), interval=0.1, clock=lambda: T0 + 12 * 4.0 + 600)
-    assert snap_compare(app, press=["3"], terminal_size=SMALL, run_before=settle)
+    app = WatchApp(resolve_targets([run.path]), interval=ONE_READ, clock=lambda: T0 + 12 * 4.0 + 600)
+    assert snap_compare(app, terminal_size=SMALL, run_before=settled_after("3"))
 
 
 def test_smoothed_log_by_step(snap_compare, runs):
     """s s (EMA 0.8), l (log y), x (by step), at 80×24: titles say so, the latch lines stay."""
-    assert snap_compare(app_for(runs), press=["s", "s", "l", "x"], terminal_size=SMALL, run_before=settle)
+    assert snap_compare(app_for(runs), terminal_size=SMALL, run_before=settled_after("s", "s", "l", "x"))
 
 
 def test_filter_prompt(snap_compare, runs):
-    assert snap_compare(app_for(runs), press=["slash", "v", "m"], terminal_size=SMALL, run_before=settle)
+    assert snap_compare(app_for(runs), terminal_size=SMALL, run_before=settled_after("slash", "v", "m"))

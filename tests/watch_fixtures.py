@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,17 @@ def async_test(test):
         return asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+# A bound for a machine loaded by other work (CI beside a training run), not a pause: the wait ends as
+# soon as the condition holds.
+WAIT_S = 30.0
+
+
+async def wait_until(pilot, condition, timeout: float = WAIT_S) -> None:
+    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {condition.__doc__ or condition}")
+        await pilot.pause(0.02)

@@ -37,11 +37,13 @@ class RunsTable(Widget):
 
     def show(self, summaries: list[RunSummary], colours: dict[str, int], selected: str | None,
              max_rows: int) -> None:
-        lines_before = self._lines()
         self.summaries, self.colours, self.selected = summaries, colours, selected
         self.max_rows = max(1, max_rows)
-        # A new layout only when the height changes: it costs a full repaint of the screen.
-        self.refresh(layout=self._lines() != lines_before)
+        # A new layout only when the height the screen gave the table is not the one it needs (a full
+        # repaint costs): compared with the laid-out height, not with the last call's lines, so that a
+        # layout that has not happened yet — the first read's runs arrive before the first layout — is
+        # asked for again rather than left at the empty table's one line.
+        self.refresh(layout=self._lines() != self.size.height)
 
     def _lines(self) -> int:
         """Lines the table takes: a header, a row per run shown, and the 'more' note."""
