@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vmcr2_cli.errors import BadInput, RunWriteFailed, one_line
+from vmcr2_cli.metric_keys import METRIC_TYPES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,12 +62,6 @@ LATEST_LINK = "latest"
 
 STATUSES = ("running", "finished", "interrupted", "failed")
 
-# Metric line types and the keys each carries (besides ``type`` and ``time``).
-EPOCH_KEYS = ("epoch", "step", "delta_r", "r", "r_c", "loss", "lr", "epoch_time_s",
-              "images_per_s", "gpu_util", "gpu_mem_mb")
-# r_v_over_r: R^v / R of the same batches, the faithfulness of V-MCR² (1 = the exact R).
-VARIATIONAL_KEYS = ("r_v", "r_c_v", "m_term", "r_v_over_r")
-METRIC_TYPES = ("epoch", "step", "latch", "eval", "status")
 # ``epoch`` in every line is the 0-based index of the epoch it belongs to (the trainer's
 # ``self.epoch``): an epoch line with ``epoch: e`` means e + 1 epochs are done.
 EPOCH_INDEX_BASE = 0

@@ -57,6 +57,7 @@ def render_latch(result: dict[str, Any], console) -> None:
     from rich.table import Table
 
     from vmcr2_cli.numbers import fmt
+    from vmcr2_cli.metric_keys import LATCH_TERMS
     from vmcr2_cli.numbers import fmt_value
 
     k, s = result["num_classes"], result["atoms_per_class"]
@@ -67,7 +68,7 @@ def render_latch(result: dict[str, Any], console) -> None:
     table.add_column("term")
     table.add_column("before", justify="right")
     table.add_column("after latching", justify="right")
-    labels = {"r_v": "R^v", "r_c_v": "R_c^v", "m_term": "M (loss weight μ/2m)", "delta_r_v": "ΔR^v = R^v − R_c^v"}
+    labels = dict(zip(LATCH_TERMS, ("R^v", "R_c^v", "M (loss weight μ/2m)", "ΔR^v = R^v − R_c^v"), strict=True))
     for key, label in labels.items():
         table.add_row(label, fmt_value(probe["before"][key]), fmt_value(probe["after"][key]))
     exact = probe["exact"]["delta_r"]

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 from vmcr2_cli.evaluation.loading import LoadedRun
+from vmcr2_cli.metric_keys import LATCH_TERMS
 from vmcr2_cli.numbers import finite_or_none
 from vmcr2_cli.evaluation.statistics import class_statistics
 from vmcr2_cli.evaluation.structure import energy_dimension, spectrum_share
 from vmcr2_cli.training.latching import latch_over_dataset
 
-TERMS = ("r_v", "r_c_v", "m_term", "delta_r_v")
 SHARES = (0.9, 0.95, 0.99)
 LATCH_FEATURES = "train mode (dropout on, BatchNorm on batch statistics){augmentation}"
 
@@ -70,8 +70,8 @@ def latch_run(loaded: LoadedRun, *, write: bool = False,
         "batch_size": config.batch_size,
         "probe": {
             "samples": min(config.batch_size, int(features.shape[0])),
-            "before": {key: report[f"{key}_before"] for key in TERMS},
-            "after": {key: report[f"{key}_after"] for key in TERMS},
+            "before": {key: report[f"{key}_before"] for key in LATCH_TERMS},
+            "after": {key: report[f"{key}_after"] for key in LATCH_TERMS},
             "exact": {"delta_r": report["delta_r"], "r": report["r"], "r_c": report["r_c"]},
         },
         "dataset": {"samples": stats.num_samples, "delta_r": stats.delta_r, "r": stats.r, "r_c": stats.r_c,

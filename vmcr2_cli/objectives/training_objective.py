@@ -29,6 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from vmcr2_cli.metric_keys import RATE_KEYS, VARIATIONAL_KEYS
 from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHODS
 
 from . import block
@@ -86,7 +87,7 @@ class MCR2Objective(TrainingObjective):
     """MCR² (eq. 1): loss = −ΔR of the batch, by the batched fast path."""
 
     name = "mcr2"
-    metric_names = ("r", "r_c", "delta_r")
+    metric_names = RATE_KEYS
 
     def __init__(self, num_classes: int, *, eps2: float = 0.5, dtype: torch.dtype = torch.float32,
                  validate: bool | None = None) -> None:
@@ -113,7 +114,7 @@ class VMCR2Objective(TrainingObjective):
     """
 
     name = "vmcr2"
-    metric_names = ("r", "r_c", "delta_r", "r_v", "r_c_v", "m_term", "r_v_over_r")
+    metric_names = (*RATE_KEYS, *VARIATIONAL_KEYS)
 
     def __init__(self, feature_dim: int, num_classes: int, dictionary_size: int, *, eps2: float = 0.5,
                  mu: float = 1.0, nu_gamma: float = 5.0, nu_A: float = 5.0, method: str = "paper",
@@ -171,7 +172,7 @@ class CEObjective(TrainingObjective):
     """Cross-entropy of a linear head on Z; exact ΔR and the head's accuracy as metrics."""
 
     name = "ce"
-    metric_names = ("r", "r_c", "delta_r", "accuracy")
+    metric_names = (*RATE_KEYS, "accuracy")
 
     def __init__(self, feature_dim: int, num_classes: int, *, eps2: float = 0.5, dtype: torch.dtype = torch.float32,
                  validate: bool | None = None) -> None:
@@ -192,12 +193,12 @@ class CEObjective(TrainingObjective):
 def _with_variational(metrics: dict[str, Tensor], terms) -> dict[str, Tensor]:
     """The exact metrics and eq. 7's terms beside them, with R^v / R (faithfulness, 1 = exact)."""
     r_v = terms.r_v.detach()
-    return {**metrics, "r_v": r_v, "r_c_v": terms.r_c_v.detach(), "m_term": terms.m_term.detach(),
-            "r_v_over_r": r_v / metrics["r"].to(r_v.dtype)}
+    values = (r_v, terms.r_c_v.detach(), terms.m_term.detach(), r_v / metrics["r"].to(r_v.dtype))
+    return {**metrics, **dict(zip(VARIATIONAL_KEYS, values, strict=True))}
 
 
 def rate_metrics(rr: RateReduction) -> dict[str, Tensor]:
-    return {"r": rr.r.detach(), "r_c": rr.r_c.detach(), "delta_r": rr.delta_r.detach()}
+    return dict(zip(RATE_KEYS, (rr.r.detach(), rr.r_c.detach(), rr.delta_r.detach()), strict=True))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from vmcr2_cli.data.seeding import derive_seed
+from vmcr2_cli.metric_keys import LATCH_TERMS
 from vmcr2_cli.objectives import ClassPartition, Collective, VariationalMCR2, rate_reduction, whole_batch
 from vmcr2_cli.objectives.numerics import full_precision
 from vmcr2_cli.objectives.validation import check_features
@@ -122,6 +123,6 @@ def latch_from_moments(variational: VariationalMCR2, moments: torch.Tensor, coun
     exact = rate_reduction(probe_z, probe_y, num_classes=num_classes, eps2=variational.eps2)
     report = {"delta_r": exact.delta_r.item(), "r": exact.r.item(), "r_c": exact.r_c.item()}
     for when, terms in (("before", before), ("after", after)):
-        for key in ("r_v", "r_c_v", "m_term", "delta_r_v"):
+        for key in LATCH_TERMS:
             report[f"{key}_{when}"] = getattr(terms, key).item()
     return report

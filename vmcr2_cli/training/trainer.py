@@ -316,9 +316,9 @@ class Trainer:
                                      f"alone is too large for this GPU")
         peak = ""
         if cuda:
-            total = torch.cuda.get_device_properties(self.device).total_memory
-            peak = f": a step in chunks of {fits} peaked at {torch.cuda.max_memory_allocated(self.device) / 2**30:.1f} " \
-                   f"of {total / 2**30:.1f} GiB"
+            used, total = (torch.cuda.max_memory_allocated(self.device),
+                           torch.cuda.get_device_properties(self.device).total_memory)
+            peak = f": a step in chunks of {fits} peaked at {used / 2**30:.1f} of {total / 2**30:.1f} GiB"
         return OutOfDeviceMemory(f"{what}; micro_batch = {fits} fits (measured{peak})", fits)
 
     def _train_epoch(self, stop: StopRequested) -> None:

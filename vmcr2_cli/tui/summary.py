@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vmcr2_cli.metric_keys import RATE_KEYS, VARIATIONAL_KEYS
 from vmcr2_cli.runs import STATUSES
 from vmcr2_cli.numbers import fmt_duration
 from vmcr2_cli.tui.history import RunHistory, as_number
@@ -140,13 +141,8 @@ def summarize(run: RunHistory, now: float, *, process_alive: bool | None = None)
         epoch=done,
         total_epochs=total,
         step=int(step) if step is not None else None,
-        delta_r=as_number(latest.get("delta_r")),
-        r=as_number(latest.get("r")),
-        r_c=as_number(latest.get("r_c")),
-        r_v=as_number(latest.get("r_v")),
-        r_c_v=as_number(latest.get("r_c_v")),
-        m_term=as_number(latest.get("m_term")),
-        r_v_over_r=as_number(latest.get("r_v_over_r")),
+        **{key: as_number(latest.get(key)) for key in RATE_KEYS},
+        **{key: as_number(latest.get(key)) for key in VARIATIONAL_KEYS},
         invariance=as_number(latest.get("invariance")),
         loss=as_number(latest.get("loss")),
         lr=as_number(latest.get("lr")),
