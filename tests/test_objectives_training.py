@@ -95,3 +95,17 @@ def test_step_accepts_a_prebuilt_partition():
     objective = make("vmcr2")
     Z, labels = batch()
     objective.step(Z, ClassPartition(labels, 3))
+
+
+def test_each_vmcr2_method_is_one_entry_that_the_objective_config_and_bench_read():
+    from vmcr2_cli.bench.settings import VMCR2_VARIANTS
+    from vmcr2_cli.config import FIELDS
+    from vmcr2_cli.objective_registry import VMCR2_METHOD_ENTRIES, methods_with_key
+    from vmcr2_cli.objectives.training_objective import VMCR2Objective
+
+    for name, method in VMCR2_METHOD_ENTRIES.items():
+        assert callable(getattr(VMCR2Objective, method.step))
+        assert VMCR2_VARIANTS[method.bench] == name
+        for key in method.keys:  # a key of this method's applies to exactly the methods that list it
+            assert FIELDS[key].metadata["applies"] == ("vmcr2_method", methods_with_key(key))
+    assert methods_with_key("track_rate") == ("tangent",) and methods_with_key("mu") == ("paper", "block")

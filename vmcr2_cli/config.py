@@ -20,7 +20,8 @@ from vmcr2_cli.data.augment import AUGMENTATIONS, FLIPPING, RESIZED_CROP
 from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.registry import MODEL_BUILDERS
-from vmcr2_cli.objective_registry import OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS
+from vmcr2_cli.objective_registry import (OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS,
+                                         methods_with_key)
 from vmcr2_cli.runs import read_toml
 
 if sys.version_info >= (3, 11):
@@ -48,7 +49,7 @@ def _key(default: Any, help: str, *, choices: tuple = (), low: float | None = No
 
 
 _SYNTHETIC = ("dataset", ("synthetic",))
-_VARIATIONAL_STEP = ("vmcr2_method", ("paper", "block"))  # the tangent method has no μ or ν
+_VARIATIONAL_STEP = ("vmcr2_method", methods_with_key("mu"))  # the tangent method has no μ or ν
 
 
 @dataclass
@@ -91,7 +92,7 @@ class TrainConfig:
                              "on each class's own atoms (block: cost flat in k), or the tangent bound of ΔR "
                              "(tangent: the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
     track_rate: float = _key(1.0, "tangent method: how far Γ, A move towards each batch (1 = refit)",
-                             low=0.0, high=1.0, low_open=True, applies=("vmcr2_method", ("tangent",)))
+                             low=0.0, high=1.0, low_open=True, applies=("vmcr2_method", methods_with_key("track_rate")))
     views: int = _key(8, "self-supervised: random views of each image per step (they form its class)", low=2,
                       applies=("objective", SELF_SUPERVISED))
     invariance_weight: float = _key(200.0, "TCR: weight λ of the pull of each view to its image's mean view",

@@ -14,12 +14,42 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-# How V-MCR² trains θ: "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ
-# descends μ/(2m)·M); "block" is Algorithm 1 with A kept on latching's blocks, each class
-# coding with its own atoms, at a cost flat in k (see ``block.py``); "tangent" refits Γ, A
-# to the batch and θ ascends the tangent bound of ΔR that they define, the μ → ∞ limit of
-# Algorithm 1 (see ``tangent.py``).
-VMCR2_METHODS = ("paper", "block", "tangent")
+@dataclass(frozen=True)
+class VMCR2Method:
+    """One way V-MCR² trains θ (the ``vmcr2_method`` key): the one entry every place reads.
+
+    ``keys``: the configuration keys that apply to this method alone among V-MCR²'s (a profile
+    that gives one to another method is refused); ``block_layout``: A kept on latching's
+    blocks, each class coding with its own q/k atoms (so q must be divisible by k); ``step``:
+    the ``VMCR2Objective`` method that takes its step (its Γ/A update and θ loss); ``bench``:
+    its variant's name in ``vmcr2 bench``.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    block_layout: bool
+    step: str
+    bench: str
+
+
+# "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ descends μ/(2m)·M);
+# "block" is Algorithm 1 with A kept on latching's blocks, at a cost flat in k (see
+# ``block.py``); "tangent" refits Γ, A to the batch and θ ascends the tangent bound of ΔR
+# that they define, the μ → ∞ limit of Algorithm 1 (see ``tangent.py``).
+VMCR2_METHOD_ENTRIES: dict[str, VMCR2Method] = {
+    method.name: method
+    for method in [
+        VMCR2Method("paper", ("mu", "nu_gamma", "nu_a"), block_layout=False, step="_paper_step", bench="vmcr2"),
+        VMCR2Method("block", ("mu", "nu_gamma", "nu_a"), block_layout=True, step="_block_step", bench="vmcr2-block"),
+        VMCR2Method("tangent", ("track_rate",), block_layout=True, step="_tangent_step", bench="vmcr2-tangent"),
+    ]
+}
+VMCR2_METHODS = tuple(VMCR2_METHOD_ENTRIES)
+
+
+def methods_with_key(key: str) -> tuple[str, ...]:
+    """The V-MCR² methods a configuration key applies to."""
+    return tuple(name for name, method in VMCR2_METHOD_ENTRIES.items() if key in method.keys)
 
 
 @dataclass(frozen=True)

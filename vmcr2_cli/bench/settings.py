@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vmcr2_cli.errors import BadInput
-from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHODS
+from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHOD_ENTRIES
 
 if TYPE_CHECKING:  # torch is imported when a bench runs, not when the CLI starts
     import torch
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # torch is imported when a bench runs, not when the CLI start
 # ``mcr2-reference`` is the paper's baseline: one d×d log-determinant per class, in a Python loop.
 REFERENCE = "mcr2-reference"
 # The V-MCR² variants → the objective's ``method``: Algorithm 1 as written ("vmcr2"), then "vmcr2-<method>".
-VMCR2_VARIANTS = {("vmcr2" if method == "paper" else f"vmcr2-{method}"): method for method in VMCR2_METHODS}
+VMCR2_VARIANTS = {method.bench: name for name, method in VMCR2_METHOD_ENTRIES.items()}
 # The variants in the order of the table: the reference, then every registered objective
 # (V-MCR² once per method).
 # The self-supervised objectives are left out: their classes are a batch's images, not --classes.

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from vmcr2_cli.metric_keys import RATE_KEYS, VARIATIONAL_KEYS
-from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHODS
+from vmcr2_cli.objective_registry import OBJECTIVES, VMCR2_METHOD_ENTRIES, VMCR2_METHODS
 
 from . import block
 from .cross_entropy import CrossEntropy
@@ -41,9 +41,6 @@ from .sharding import Collective, batch_partitions, whole_batch
 from .tangent import tangent_bound, track
 from .validation import check_features, check_positive, check_positive_int
 from .variational import VariationalMCR2, VariationalTerms
-
-# The methods that need latching's block layout: q divisible by k, s = q/k atoms per class.
-BLOCK_METHODS = ("block", "tangent")
 
 
 class StepResult(NamedTuple):
@@ -122,7 +119,7 @@ class VMCR2Objective(TrainingObjective):
         super().__init__(num_classes, eps2, dtype, validate)
         if method not in VMCR2_METHODS:
             raise ValueError(f"unknown V-MCR² method {method!r}; choose one of {', '.join(VMCR2_METHODS)}")
-        if method in BLOCK_METHODS and dictionary_size % num_classes:
+        if VMCR2_METHOD_ENTRIES[method].block_layout and dictionary_size % num_classes:
             raise ValueError(f"the {method} method needs dictionary_size (q={dictionary_size}) divisible by "
                              f"num_classes (k={num_classes}): each class owns q/k atoms")
         if not 0 < track_rate <= 1:
@@ -134,38 +131,50 @@ class VMCR2Objective(TrainingObjective):
         )
 
     def step(self, Z: Tensor, labels: Tensor | ClassPartition, *, collective: Collective | None = None) -> StepResult:
-        validate = self._validating(Z)
         partition = labels if isinstance(labels, ClassPartition) else ClassPartition(labels, self.num_classes)
-        if self.method == "paper":
-            # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
-            terms = self.variational.proximal_step(Z, partition, validate=validate, collective=collective)
-            # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
-            loss = self.variational.theta_loss(Z, partition, validate=validate, collective=collective)
-            metrics = self._exact_metrics(whole_batch(Z.detach(), collective), partition, validate)
-            return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
-        if validate:
-            check_features(Z, validate=True, unit_rows=True)
-        # The block forms pair every sample with its class's atoms and R needs every row:
-        # the whole batch, gathered with its gradient (as exact MCR² does); every process
-        # then takes the same step on Γ, A.
-        batch = prepare_features(whole_batch(Z, collective), self.variational.gamma.dtype)
-        partition.check_batch(batch)
-        step = self._tangent_step if self.method == "tangent" else self._block_step
-        loss, terms = step(batch, partition, validate)
-        metrics = self._exact_metrics(batch.detach(), partition, validate)
+        step = getattr(self, VMCR2_METHOD_ENTRIES[self.method].step)  # the method's entry names its step
+        return step(Z, partition, self._validating(Z), collective)
+
+    def _paper_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
+                    collective: Collective | None) -> StepResult:
+        # Algorithm 1, lines 5–10: eq. 7 on the batch, one proximal ascent step on Γ, A.
+        terms = self.variational.proximal_step(Z, partition, validate=validate, collective=collective)
+        # Lines 11–12: M recomputed with the new Γ, A; θ descends μ/(2m)·M.
+        loss = self.variational.theta_loss(Z, partition, validate=validate, collective=collective)
+        metrics = self._exact_metrics(whole_batch(Z.detach(), collective), partition, validate)
         return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
 
-    def _block_step(self, batch: Tensor, partition: ClassPartition, validate: bool) -> tuple[Tensor, VariationalTerms]:
-        terms = block.proximal_step(self.variational, batch.detach(), partition, check=validate)  # lines 5–10
-        return block.theta_loss(self.variational, batch, partition), terms  # lines 11–12
+    def _block_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
+                    collective: Collective | None) -> StepResult:
+        def loss_and_terms(batch: Tensor) -> tuple[Tensor, VariationalTerms]:
+            terms = block.proximal_step(self.variational, batch.detach(), partition, check=validate)  # lines 5–10
+            return block.theta_loss(self.variational, batch, partition), terms  # lines 11–12
 
-    def _tangent_step(self, batch: Tensor, partition: ClassPartition,
-                      validate: bool) -> tuple[Tensor, VariationalTerms]:
+        return self._on_the_whole_batch(Z, partition, validate, collective, loss_and_terms)
+
+    def _tangent_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
+                      collective: Collective | None) -> StepResult:
         variational = self.variational
-        track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
-        bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
-        terms = block.block_terms(variational, batch.detach(), partition, check=validate)
-        return -bound.bound, terms
+
+        def loss_and_terms(batch: Tensor) -> tuple[Tensor, VariationalTerms]:
+            track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
+            bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
+            return -bound.bound, block.block_terms(variational, batch.detach(), partition, check=validate)
+
+        return self._on_the_whole_batch(Z, partition, validate, collective, loss_and_terms)
+
+    def _on_the_whole_batch(self, Z: Tensor, partition: ClassPartition, validate: bool, collective: Collective | None,
+                            loss_and_terms) -> StepResult:
+        """The block forms pair every sample with its class's atoms and R needs every row: the whole
+        batch, gathered with its gradient (as exact MCR² does); every process then takes the same step
+        on Γ, A."""
+        if validate:
+            check_features(Z, validate=True, unit_rows=True)
+        batch = prepare_features(whole_batch(Z, collective), self.variational.gamma.dtype)
+        partition.check_batch(batch)
+        loss, terms = loss_and_terms(batch)
+        metrics = self._exact_metrics(batch.detach(), partition, validate)
+        return StepResult(loss=loss, metrics=_with_variational(metrics, terms))
 
 
 class CEObjective(TrainingObjective):
