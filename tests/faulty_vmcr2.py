@@ -125,7 +125,7 @@ def install(fault: str) -> None:
     elif name == "signal-in-latch":
         _before("vmcr2_cli.training.trainer", "latch_over_dataset", _signal(arg))
     elif name == "signal-in-eval":
-        _before("vmcr2_cli.training.trainer", "measure", _signal(arg))
+        _before("vmcr2_cli.evaluation.during_training", "measure", _signal(arg))
     elif name == "nan-features-at-step":
         _nan_features_at(int(arg))
     else:

@@ -11,7 +11,7 @@ import pytest
 from eval_fixtures import TINY, assert_one_error_line, vmcr2
 from vmcr2_cli.config import TrainConfig, to_toml
 from vmcr2_cli.evaluation.comparison import RunRecord, run_labels
-from vmcr2_cli.evaluation.missing_runs import TrainRequest, plan_missing_runs
+from vmcr2_cli.runner.missing_runs import TrainRequest, plan_missing_runs
 from vmcr2_cli.runs import RunDir, atomic_write_text, metrics_line
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

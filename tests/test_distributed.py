@@ -295,7 +295,7 @@ def test_a_worker_killed_mid_epoch_is_named_the_others_stop_and_the_run_resumes(
 
 def test_a_follower_run_has_the_training_interface_alone_and_writes_nothing(tmp_path):
     from vmcr2_cli.distributed.run_access import TrainingRun
-    from vmcr2_cli.training.tensorboard import TensorBoardRun
+    from vmcr2_cli.runner.tensorboard import TensorBoardRun
 
     interface = {name for name in vars(TrainingRun) if not name.startswith("_")}
     follower = FollowerRun(RunDir(tmp_path / "run"))

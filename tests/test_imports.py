@@ -1,7 +1,9 @@
 """What the CLI needs to start: a GPU image without Textual (or tomli) must still train, bench and eval."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,45 @@ def test_training_modules_do_not_import_textual():
                   "vmcr2_cli.evaluation.evaluate; print('textual' in sys.modules and sys.modules['textual'])")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("False", "None")
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vmcr2_cli"
+# The layers, lowest first: a package may import the ones below it, never one above. ``runner``
+# (a run's life, compare's trainings) sits above ``training`` (the loop and its parts) and
+# ``evaluation`` (the judging); ``featurizer`` above both; ``commands`` and ``cli.py`` on top.
+ABOVE_TRAINING = ("vmcr2_cli.runner", "vmcr2_cli.evaluation", "vmcr2_cli.featurizer", "vmcr2_cli.commands",
+                  "vmcr2_cli.tui", "vmcr2_cli.bench", "vmcr2_cli.cli")
+LOWER_LAYERS = {"training": ABOVE_TRAINING, "objectives": (*ABOVE_TRAINING, "vmcr2_cli.training"),
+                "evaluation": ("vmcr2_cli.runner", "vmcr2_cli.featurizer", "vmcr2_cli.commands", "vmcr2_cli.cli")}
+
+
+def imported_modules(path) -> set[str]:
+    """Every module a file imports, at its top or inside a function (relative imports resolved)."""
+    package = "vmcr2_cli." + ".".join(path.relative_to(PACKAGE).parent.parts)
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from .x import y, from . import y
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(LOWER_LAYERS))
+def test_a_lower_layer_never_imports_a_higher_one(layer):
+    offences = [f"{path.relative_to(PACKAGE)} imports {name}"
+                for path in sorted((PACKAGE / layer).rglob("*.py")) for name in sorted(imported_modules(path))
+                if name.startswith(LOWER_LAYERS[layer])]
+    assert not offences, offences
+
+
+def test_only_the_cli_and_its_commands_import_typer():
+    offences = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
+                if path.name != "cli.py" and "commands" not in path.relative_to(PACKAGE).parts
+                and any(name == "typer" or name.startswith("typer.") for name in imported_modules(path))]
+    assert not offences, offences

@@ -70,39 +70,39 @@ def test_evaluation_and_schedule_settings_that_cannot_work_are_refused(tmp_path,
 
 # ----------------------------------------------------------------------------- best checkpoint
 
-def scripted_measure(monkeypatch, scores: dict[int, float]) -> None:
-    """``measure`` returning ``scores[epoch]`` as the kNN accuracy of the trainer's current epoch."""
+def scripted_measure(scores: dict[int, float]):
+    """A ``measure`` returning ``scores[epoch]`` as the kNN accuracy of the trainer's current epoch."""
     def measure(trainer):
         return {"split": "test", "nearest_subspace_accuracy": 0.5, "knn_accuracy": scores[trainer.epoch]}
-    monkeypatch.setattr("vmcr2_cli.training.trainer.measure", measure)
+    return measure
 
 
-def real_trainer(run: RunDir, **changes) -> Trainer:
+def real_trainer(run: RunDir, measure, **changes) -> Trainer:
     config = tiny_config("mcr2", eval_every=1, keep_best="knn_accuracy", **changes)
-    return Trainer(config, load_training_data(config), run, CPU)
+    return Trainer(config, load_training_data(config), run, CPU, measure=measure)
 
 
-def test_keep_best_keeps_the_best_evaluation_and_a_resumed_run_keeps_the_best_so_far(tmp_path, monkeypatch):
-    scripted_measure(monkeypatch, {1: 0.5, 2: 0.9, 3: 0.7, 4: 0.95})
+def test_keep_best_keeps_the_best_evaluation_and_a_resumed_run_keeps_the_best_so_far(tmp_path):
+    measure = scripted_measure({1: 0.5, 2: 0.9, 3: 0.7, 4: 0.95})
     run = RunDir.create(tmp_path / "runs", "best")
-    first = real_trainer(run, epochs=3)
+    first = real_trainer(run, measure, epochs=3)
     first.fit(NeverStop())
     best = run.load_checkpoint(which="best")
     assert best["best"] == {"metric": "knn_accuracy", "value": 0.9, "epoch": 2, "step": 8} and best["epoch"] == 2
     assert run.load_checkpoint()["epoch"] == 3
     # Resumed for one more epoch: its 0.95 beats the 0.9 that best.pt holds from before the resume.
-    resumed = real_trainer(run, epochs=4)
+    resumed = real_trainer(run, measure, epochs=4)
     resumed.restore(run.load_checkpoint(), "resume")
     assert resumed.best == best["best"]
     resumed.fit(NeverStop())
     assert run.load_checkpoint(which="best")["best"]["epoch"] == 4
 
 
-def test_a_resumed_run_does_not_replace_the_best_by_a_worse_evaluation(tmp_path, monkeypatch):
-    scripted_measure(monkeypatch, {1: 0.9, 2: 0.6, 3: 0.7})
+def test_a_resumed_run_does_not_replace_the_best_by_a_worse_evaluation(tmp_path):
+    measure = scripted_measure({1: 0.9, 2: 0.6, 3: 0.7})
     run = RunDir.create(tmp_path / "runs", "best")
-    real_trainer(run, epochs=2).fit(NeverStop())
-    resumed = real_trainer(run, epochs=3)
+    real_trainer(run, measure, epochs=2).fit(NeverStop())
+    resumed = real_trainer(run, measure, epochs=3)
     resumed.restore(run.load_checkpoint(), "resume")
     resumed.fit(NeverStop())
     # 0.7 beats epoch 2's 0.6 (the last checkpoint's) but not epoch 1's 0.9, which best.pt still holds

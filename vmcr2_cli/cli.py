@@ -24,7 +24,7 @@ from vmcr2_cli.commands import export as export_command
 from vmcr2_cli.commands import latch as latch_command
 from vmcr2_cli.commands import train as train_command
 from vmcr2_cli.commands import watch as watch_command
-from vmcr2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, RunFailed
+from vmcr2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, RunFailed, Stopped
 
 app = typer.Typer(
     name="vmcr2",
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(error.format_message(), EXIT_BAD_INPUT)
     except (BadInput, RunFailed) as error:
         _fail(str(error), error.exit_code)
+    except Stopped as stopped:  # its message is printed already
+        code = stopped.exit_code
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -26,6 +26,15 @@ class RunWriteFailed(RunFailed):
     """A file of the run directory could not be written (a full disk, a lost mount). Exit code 1."""
 
 
+class Stopped(Exception):
+    """The command ends with ``exit_code`` and nothing more to say: its message, if any, is printed
+    (a run stopped by a signal: 130; every process of a distributed run ending together)."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"exit code {exit_code}")
+        self.exit_code = exit_code
+
+
 def one_line(text: object) -> str:
     """Collapse any whitespace run (newlines included) to one space: messages stay on one line."""
     return " ".join(str(text).split())

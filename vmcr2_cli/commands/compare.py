@@ -51,7 +51,7 @@ def compare(
 
     from vmcr2_cli.evaluation.comparison import (check_compatible, curves, read_run, resolve_run_paths, summarize,
                                                  to_markdown)
-    from vmcr2_cli.evaluation.missing_runs import TrainRequest, plan_missing_runs, train_planned_runs
+    from vmcr2_cli.runner.missing_runs import TrainRequest, plan_missing_runs, train_planned_runs
     from vmcr2_cli.plots.curves import plot_accuracy_curves, plot_rate_curves
 
     given = resolve_run_paths(list(runs or []))

@@ -1,4 +1,4 @@
-"""``vmcr2 train`` and ``vmcr2 profiles``: options parsed here, the run's life in training/lifecycle.py.
+"""``vmcr2 train`` and ``vmcr2 profiles``: options parsed here, the run's life in runner/lifecycle.py.
 
 Under torchrun (or ``--nproc N``) every process runs ``train``; a bad input anywhere ends
 every rank with rank 0's one-line message and exit code 2. Only rank 0 writes and prints.
@@ -55,7 +55,7 @@ def train(
     """Train a featurizer with MCR², V-MCR² or CE; write a run directory."""
     from vmcr2_cli.config import parse_override
     from vmcr2_cli.distributed import process_group_from_environment
-    from vmcr2_cli.training import lifecycle
+    from vmcr2_cli.runner import lifecycle
 
     values: dict[str, Any] = dict(parse_override(text) for text in overrides)
     shortcuts = {"epochs": epochs, "batch_size": batch_size, "device": device, "seed": seed,

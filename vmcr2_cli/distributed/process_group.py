@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from vmcr2_cli.errors import BadInput
+from vmcr2_cli.errors import BadInput, Stopped
 
 T = TypeVar("T")
 
@@ -208,13 +208,11 @@ class Distributed:
         the barrier keeps the launcher, which stops the others as soon as one process
         exits, from cutting rank 0 off before it has written its last words.
         """
-        import typer
-
         if self.is_main and message:
             sys.stderr.write(f"error: {message}\n")
             sys.stderr.flush()
         self.barrier()
-        raise typer.Exit(code)
+        raise Stopped(code)
 
 
 SINGLE_PROCESS = Distributed()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -36,7 +36,6 @@ from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import ClassMomentSums, latch_from_moments, latch_over_dataset
 from vmcr2_cli.training.networks import Networks, not_fitting
-from vmcr2_cli.training.measure import measure
 from vmcr2_cli.training.optim import LearningRate, build_optimizer
 from vmcr2_cli.training.setup import training_loader
 from vmcr2_cli.training.step import fitting_micro_batch, step_gradients, training_step
@@ -93,16 +92,20 @@ class Trainer:
     terminal display; the run directory is written here (by rank 0: the other ranks
     are given a ``FollowerRun``). ``model`` is the featurizer itself (checkpoints,
     evaluation, latching); ``train_model`` the one the training step runs (its DDP
-    wrapper under data parallelism).
+    wrapper under data parallelism). ``measure``: what an evaluation during training
+    computes from the trainer (``evaluation.during_training.measure``, given by the runner:
+    the loop does not import the judging); needed only with ``eval_every`` or at the end.
     """
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device,
-                 dist: Distributed = SINGLE_PROCESS) -> None:
+                 dist: Distributed = SINGLE_PROCESS,
+                 measure: Callable[["Trainer"], dict[str, Any]] | None = None) -> None:
         self.config = config
         self.dataset = dataset
         self.run = run
         self.device = device
         self.dist = dist
+        self.measure = measure
         # What the objective needs from the other processes; None keeps the one-process path.
         self.collective = dist if dist.enabled else None
         self.networks = Networks.build(config, dataset, device)
@@ -264,7 +267,10 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation (rank 0)
     def evaluate(self) -> dict:
         """Measure the featurizer now (``measure``), log an ``eval`` line, keep best.pt if it is the best."""
-        values = measure(self)
+        if self.measure is None:
+            raise RuntimeError("this Trainer was built without a measure: evaluating needs one "
+                               "(vmcr2_cli.evaluation.during_training.measure)")
+        values = self.measure(self)
         self.run.append_metrics("eval", epoch=self.epoch, step=self.global_step, **values)
         self.evaluation = {"epoch": self.epoch, **values}
         metric = self.config.keep_best

@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import typer
-
-from vmcr2_cli.errors import EXIT_INTERRUPTED, BadInput, RunFailed, RunWriteFailed
+from vmcr2_cli.errors import EXIT_INTERRUPTED, BadInput, RunFailed, RunWriteFailed, Stopped
 
 __all__ = ["start", "resume", "check_launch"]
 
@@ -186,11 +184,12 @@ class Session:
         On rank 0 its metrics also go to TensorBoard (``purge_from``: see ``with_tensorboard``).
         """
         from vmcr2_cli.config import to_toml
-        from vmcr2_cli.training.display import TrainingDisplay
-        from vmcr2_cli.training.tensorboard import with_tensorboard
+        from vmcr2_cli.runner.display import TrainingDisplay
+        from vmcr2_cli.runner.tensorboard import with_tensorboard
+        from vmcr2_cli.evaluation.during_training import measure
         from vmcr2_cli.training.trainer import Trainer
 
-        trainer = Trainer(self.config, self.dataset, run, self.device, self.dist)
+        trainer = Trainer(self.config, self.dataset, run, self.device, self.dist, measure=measure)
         if state is not None:
             trainer.restore(state, where)
         if self.dist.is_main:
@@ -238,11 +237,11 @@ class Session:
             display.message(f"interrupted ({stopped}) {where}. Continue with: vmcr2 train --resume {run.path}")
             if dist.enabled:
                 dist.exit_together(EXIT_INTERRUPTED, None)
-            raise typer.Exit(EXIT_INTERRUPTED)
+            raise Stopped(EXIT_INTERRUPTED)
         except KeyboardInterrupt:  # a second Ctrl-C, while the first one's checkpoint was being written
             _record(run, "interrupted", step=trainer.global_step)
             display.message(f"interrupted again: {_kept(trainer)}. Continue with: vmcr2 train --resume {run.path}")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise Stopped(EXIT_INTERRUPTED) from None
         except NonFiniteLoss as failure:
             _record(run, "failed", meta={"failed_step": failure.step, "error": str(failure)}, step=failure.step,
                     error=str(failure))
