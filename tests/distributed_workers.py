@@ -137,7 +137,7 @@ def _process(rank: int, world_size: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     with process_group_from_environment() as dist:
         for scenario in (one_step, gamma_and_A_through_steps_and_latches, latch_over_shards,
-                         latch_from_the_epoch, interrupt_and_resume, bad_input_agreement):
+                         latch_from_the_epoch, interrupt_and_resume, bad_input_agreement, failure_on_rank_1):
             scenario(dist, Path(out))
 
 
@@ -279,3 +279,34 @@ def bad_input_agreement(dist: Distributed, out: Path) -> None:
         except BadInput as error:
             messages.append(str(error))
     torch.save(messages, out / f"agreement-rank{dist.rank}.pt")
+
+
+def failure_on_rank_1(dist: Distributed, out: Path) -> None:
+    """A whole run (the runner's ``start``) whose features turn NaN on rank 1 alone from its 3rd step (step 2): the
+    loss is the global batch's, so both ranks fail at that step and record it — rank 1 into its
+    follower's writes, which do nothing. Each rank saves the error it raised."""
+    from vmcr2_cli.errors import RunFailed
+    from vmcr2_cli.models.heads import Normalize
+    from vmcr2_cli.runner import lifecycle
+
+    forward, steps = Normalize.forward, []
+
+    def poisoned(self, x):
+        z = forward(self, x)
+        if dist.rank == 1 and self.training and torch.is_grad_enabled():
+            steps.append(1)
+            if len(steps) >= 3:
+                return z * float("nan")
+        return z
+
+    values = {"synthetic_train_per_class": 40, "synthetic_test_per_class": 10, "batch_size": 100, "epochs": 2,
+              "device": "cpu", "log_every": 1, "eval_at_end": False, "precision": "fp32"}
+    Normalize.forward = poisoned
+    try:
+        lifecycle.start(dist, "synthetic", "mcr2", values, out / "failing", "failing")
+        outcome = None
+    except RunFailed as error:
+        outcome = str(error)
+    finally:
+        Normalize.forward = forward
+    torch.save(outcome, out / f"failure-rank{dist.rank}.pt")

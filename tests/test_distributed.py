@@ -154,6 +154,16 @@ def test_rank_0_alone_writes_the_run_directory(processes):
     assert sorted(path.name for path in run.path.parent.iterdir()) == ["stopped", "whole"]
 
 
+def test_a_failure_on_rank_1_is_recorded_by_rank_0_alone(processes):
+    outcomes = [load(processes / f"failure-rank{rank}.pt") for rank in (0, 1)]
+    assert all(outcome and outcome.startswith("non-finite loss at step 2") for outcome in outcomes), outcomes
+    (run_dir,) = [path for path in (processes / "failing").iterdir() if not path.is_symlink()]
+    run = RunDir(run_dir)
+    assert run.read_meta()["status"] == "failed" and run.read_meta()["failed_step"] == 2
+    statuses = [line["status"] for line in run.read_metrics() if line["type"] == "status"]
+    assert statuses == ["failed"]  # once: rank 1's record went to its follower, which writes nothing
+
+
 def test_a_bad_input_on_one_process_ends_every_process_with_its_message(processes):
     expected = ["rank 1 has no data", "rank 0 cannot read the run"]
     assert load(processes / "agreement-rank0.pt") == load(processes / "agreement-rank1.pt") == expected
