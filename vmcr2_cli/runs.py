@@ -571,6 +571,12 @@ def check_output_file(path: Path, option: str) -> None:
     check_writable(Path(path).absolute().parent, option, named=path)
 
 
+def with_suffix_npz(path: Path) -> Path:
+    """``path`` as ``np.savez`` would name it: ``.npz`` appended unless it ends so already."""
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def point_latest(run: RunDir) -> None:
     """Make ``<runs>/latest`` a relative symlink to ``run``, replaced atomically."""
     link = run.path.parent / LATEST_LINK

@@ -43,15 +43,14 @@ def embed(
     from vmcr2_cli.errors import BadInput
     from vmcr2_cli.featurizer import load_featurizer
     from vmcr2_cli.featurizer.embedding import embed_inputs, notes, parse_inputs, write_embedding
-    from vmcr2_cli.runs import check_output_file
+    from vmcr2_cli.runs import check_output_file, with_suffix_npz
 
     started = time.perf_counter()
     messages = Console(stderr=True, highlight=False)
     log = (lambda text: None) if json_out else (lambda text: messages.print(f"[dim]{text}[/]"))
     if out.is_dir():
         raise BadInput(f"--out {out}: is a folder; name a file")
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")  # as np.savez names it
+    out = with_suffix_npz(out)
     if batch_size is not None and batch_size < 1:
         raise BadInput(f"--batch-size {batch_size}: must be at least 1")
     parsed = parse_inputs(inputs)

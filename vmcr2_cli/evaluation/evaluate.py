@@ -220,11 +220,9 @@ def save_features(path: Path, train_z: torch.Tensor, train_y: torch.Tensor, test
     """train_features, train_labels, test_features, test_labels (float32, int64) as an .npz, atomically."""
     import numpy as np
 
-    from vmcr2_cli.runs import atomic_write_bytes
+    from vmcr2_cli.runs import atomic_write_bytes, with_suffix_npz
 
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")  # what np.savez would do; say it in the result
+    path = with_suffix_npz(path)  # the name np.savez would give it, said in the result
     buffer = io.BytesIO()
     np.savez(buffer, train_features=train_z.float().cpu().numpy(), train_labels=train_y.cpu().numpy(),
              test_features=test_z.float().cpu().numpy(), test_labels=test_y.cpu().numpy())
