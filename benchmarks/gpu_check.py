@@ -42,7 +42,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,20 @@ def _stop(signum: int, frame) -> None:
     raise Stopped(signum)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait until the block ends: a step's record (its line, then both summaries) is
+    written whole, never cut between the line a reader has seen and the summary."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a pending one is handled here
+
+
 class Check:
     """The steps' shared state: sizes, output folder, time budget, and the record written so far."""
 
@@ -142,6 +157,10 @@ class Check:
 
     def record(self, result: Result, output: str = "") -> Result:
         """Write ``result`` now: its line, its log, both summaries; print one line."""
+        with _signals_held():
+            return self._write(result, output)
+
+    def _write(self, result: Result, output: str) -> Result:
         number = len(self.summary["steps"]) + 1
         line = json.dumps(asdict(result), ensure_ascii=False)
         with open(self.out / "steps.jsonl", "a") as steps:
@@ -251,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         for position, (name, make) in enumerate(steps):
             check.step(name, make)
     except Stopped as stopped:
+        if len(check.summary["steps"]) == position:  # the signal came as the step started, outside its run
+            check.record(Result(steps[position][0], [], "killed", reason=f"{stopped} as the step started"))
         for name, _ in steps[position + 1:]:
             check.record(Result(name, [], reason=f"not started: the check got {stopped}"))
         print(f"gpu_check: stopped by {stopped}; finished steps are in {out / 'gpu_check.md'}", file=sys.stderr)
