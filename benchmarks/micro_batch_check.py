@@ -33,6 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from vmcr2_cli.runs import RunDir  # noqa: E402
+
 RUNS = {  # name → --set values beside the profile's
     "mcr2": ["--set", "objective=mcr2"],
     "vmcr2-tangent": [],
@@ -63,8 +65,7 @@ def equivalence(work: Path, precision: str) -> dict:
             if done.returncode != 0:
                 raise SystemExit(f"{label} failed:\n{done.stderr[-2000:]}")
             peak_kb = int(re.findall(r"peak_kb (\d+)", done.stderr)[-1])
-            metrics = [json.loads(line) for line in (runs / "latest" / "metrics.jsonl").read_text().splitlines()]
-            epoch = next(line for line in metrics if line["type"] == "epoch")
+            epoch = next(line for line in RunDir.open(runs / "latest").read_metrics() if line["type"] == "epoch")
             results[label] = {"delta_r": epoch["delta_r"], "loss": epoch["loss"], "epoch_time_s": epoch["epoch_time_s"],
                               "peak_rss_mb": round(peak_kb / 1024, 1)}
             print(f"{label}: {results[label]}", file=sys.stderr)
@@ -82,17 +83,12 @@ def equivalence(work: Path, precision: str) -> dict:
 
 # ------------------------------------------------------------------------------------ memory
 
-def _status_kb(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    return int(match.group(1))
-
-
 def one_step(backbone: str, batch: int, micro_batch: int) -> dict:
     """In this (fresh) process: one MCR² training step of ``backbone`` at ``batch``; how far the resident
     set grew during it and how long it took (after one step of warm-up at the same shape)."""
     import torch
 
-    from vmcr2_cli.bench.timing import measured_call
+    from vmcr2_cli.bench.timing import measured_call, resident_bytes
     from vmcr2_cli.config import resolve_config
     from vmcr2_cli.objectives import ClassPartition
     from vmcr2_cli.training.networks import Networks
@@ -117,7 +113,7 @@ def one_step(backbone: str, batch: int, micro_batch: int) -> dict:
     step()  # warm-up: the kernels' workspaces, the optimizer's state
     seconds, growth = measured_call(step, torch.device("cpu"))  # the bench's own measure (vmcr2 bench)
     return {"step_growth_mb": round(growth / 2**20, 1), "step_s": round(seconds, 3),
-            "process_peak_mb": round(_status_kb("VmHWM") / 1024, 1), "precision": networks.precision.describe()}
+            "process_peak_mb": round(resident_bytes("VmHWM") / 2**20, 1), "precision": networks.precision.describe()}
 
 
 def memory() -> dict:

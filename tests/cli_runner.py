@@ -7,6 +7,10 @@ import io
 
 from vmcr2_cli import cli
 
+# A training of seconds: 10 synthetic classes, 400 images, 4 steps of 100 an epoch (each test adds its own keys).
+TINY_SYNTHETIC = ("--profile", "synthetic", "--set", "synthetic_train_per_class=40",
+                  "--set", "synthetic_test_per_class=10", "--batch-size", "100")
+
 
 def vmcr2(*args, capsys=None) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``vmcr2 ARGS…``.

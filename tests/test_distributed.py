@@ -22,7 +22,7 @@ import torch
 from distributed_workers import (OBJECTIVES, STEP_VARIANTS, NeverStop, epoch_latch_trainer, latch_features,
                                  one_step_config, run_on_processes, trained_state, without_dropout)
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from training_processes import wait_for_step
 from vmcr2_cli.distributed import FollowerRun
 from vmcr2_cli.distributed.launcher import exit_code_of
@@ -33,8 +33,7 @@ from vmcr2_cli.training.setup import load_training_data
 from vmcr2_cli.training.trainer import Trainer
 
 CPU = torch.device("cpu")
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=1", "--set", "precision=fp32"]
+QUICK = [*TINY_SYNTHETIC, "--set", "log_every=1", "--set", "precision=fp32"]
 
 
 def reference_trainer(objective: str, out: Path) -> Trainer:

@@ -7,11 +7,10 @@ import io
 
 import pytest
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from vmcr2_cli.runs import RunDir
 
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--epochs", "2"]
+QUICK = [*TINY_SYNTHETIC, "--epochs", "2"]
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,11 @@ from typing import Iterator
 import pytest
 import torch
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from fixtures_data import isolate_data
 from vmcr2_cli.runs import RunDir
 
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=1", "--epochs", "2"]
+QUICK = [*TINY_SYNTHETIC, "--set", "log_every=1", "--epochs", "2"]
 
 
 @pytest.fixture(autouse=True)

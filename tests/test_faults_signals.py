@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from fixtures_data import isolate_data
 from training_processes import process_holding_the_lock, spawn_vmcr2, wait_for_step
 from vmcr2_cli.evaluation.comparison import read_run
@@ -22,8 +22,7 @@ WRAPPER = Path(__file__).with_name("faulty_vmcr2.py")
 # Synthetic, 10 classes, 4 steps an epoch, three epochs, a latch at every epoch's end.
 # checkpoint_minutes: a checkpoint at every epoch's end (epochs of ~0.3 s, far above 6 ms); the automatic
 # cadence would skip some, as a write costs more than 2% of such an epoch, and the faults are placed by checkpoint.
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=1", "--epochs", "3", "--set", "latch_every=1",
+QUICK = [*TINY_SYNTHETIC, "--set", "log_every=1", "--epochs", "3", "--set", "latch_every=1",
          "--set", "checkpoint_minutes=0.0001"]
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from distributed_workers import OBJECTIVES, StopAfter, NeverStop, global_partition, tiny_trainer, without_dropout
 from fixtures_data import isolate_data
 from vmcr2_cli.config import resolve_config
@@ -27,8 +27,7 @@ from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.interrupts import TrainingInterrupted
 from vmcr2_cli.training.step import step_gradients
 
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=1"]
+QUICK = [*TINY_SYNTHETIC, "--set", "log_every=1"]
 UNEVEN = 30  # chunks of 30 rows of a 100-row batch (400 with 4 views): the last one smaller
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from vmcr2_cli.runs import RunDir
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=2"]
+QUICK = [*TINY_SYNTHETIC, "--set", "log_every=2"]
 
 
 def events(run: RunDir):

@@ -15,15 +15,14 @@ import torch
 
 from fixtures_data import isolate_data, write_cifar10, write_cifar100, write_idx_dataset, write_tinyimagenet
 
-from cli_runner import vmcr2
+from cli_runner import TINY_SYNTHETIC, vmcr2
 from training_processes import spawn_vmcr2, wait_for_step
 from vmcr2_cli.config import load_config_file
 from vmcr2_cli.metric_keys import EPOCH_KEYS, VARIATIONAL_KEYS
 from vmcr2_cli.runs import RunDir
 
 # A few seconds on a laptop CPU: 10 synthetic classes, 4 steps an epoch.
-QUICK = ["--profile", "synthetic", "--set", "synthetic_train_per_class=40", "--set", "synthetic_test_per_class=10",
-         "--batch-size", "100", "--set", "log_every=1"]
+QUICK = [*TINY_SYNTHETIC, "--set", "log_every=1"]
 
 
 def train_quick(tmp_path: Path, *extra: str, capsys=None) -> tuple[int, str, str]:

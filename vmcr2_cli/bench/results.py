@@ -64,9 +64,8 @@ def _row(settings: BenchSettings, timings: Timings, variant: str, classes: int |
 
 def _memory_ratio(numerator: CaseTiming | None, denominator: CaseTiming | None) -> float | None:
     """The ratio of two peak memories; None where either is missing."""
-    if numerator is None or denominator is None or not denominator.peak_memory_bytes:
-        return None
-    if numerator.peak_memory_bytes is None:
+    if numerator is None or denominator is None or numerator.peak_memory_bytes is None \
+            or not denominator.peak_memory_bytes:
         return None
     return numerator.peak_memory_bytes / denominator.peak_memory_bytes
 

@@ -188,9 +188,9 @@ def measured_call(fn: Callable[[], object], device: torch.device) -> tuple[float
         seconds = time_call(fn, device)
         return seconds, torch.cuda.max_memory_allocated(device) - before
     _release_free_heap()
-    before = _resident_bytes("VmRSS") if _reset_resident_peak() else None
+    before = resident_bytes("VmRSS") if _reset_resident_peak() else None
     seconds = time_call(fn, device)
-    peak = _resident_bytes("VmHWM") if before is not None else None
+    peak = resident_bytes("VmHWM") if before is not None else None
     return seconds, None if peak is None else max(peak - before, 0)
 
 
@@ -212,7 +212,7 @@ def _reset_resident_peak() -> bool:
         return False
 
 
-def _resident_bytes(field: str) -> int | None:
+def resident_bytes(field: str) -> int | None:
     """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes; None where absent."""
     try:
         with open("/proc/self/status") as status:
