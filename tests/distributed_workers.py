@@ -139,6 +139,16 @@ def _process(rank: int, world_size: int, port: int, out: str) -> None:
         for scenario in (one_step, gamma_and_A_through_steps_and_latches, latch_over_shards,
                          latch_from_the_epoch, interrupt_and_resume, bad_input_agreement, failure_on_rank_1):
             scenario(dist, Path(out))
+    torch.save(_threads_named("gloo"), Path(out) / f"gloo-threads-after-rank{rank}.pt")
+
+
+def _threads_named(part: str) -> list[str] | None:
+    """The names of this process's threads that contain ``part`` (None where /proc cannot tell)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    names = (task.joinpath("comm").read_text().strip() for task in tasks.iterdir())
+    return sorted(name for name in names if part in name)
 
 
 # ---------------------------------------------------------------------------------- scenarios

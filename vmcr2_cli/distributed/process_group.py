@@ -18,6 +18,7 @@ Two kinds of traffic share the one default group, which routes by the tensors' d
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -250,6 +251,11 @@ def process_group_from_environment() -> Iterator[Distributed]:
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
     if cuda and local_rank < torch.cuda.device_count():
         torch.cuda.set_device(local_rank)
+    # DDP imports torch._dynamo on first use; imported after the group exists, it keeps ten
+    # references to it, so destroy_process_group cannot free it and gloo's worker threads live
+    # on into interpreter shutdown, where releasing the last collective's tensors aborts the
+    # process ("terminate called without an active exception", one exit in ~8 on a busy CPU).
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     try:
         yield Distributed(rank, world_size, local_rank, backend)
