@@ -193,7 +193,7 @@ def epoch_latch_trainer(out: Path, dist: Distributed = SINGLE_PROCESS, **changes
     trainer = Trainer(config, load_training_data(config), FollowerRun(RunDir(out)), CPU, dist)
     for group in trainer.optimizer.param_groups:
         group["lr"] = 0.0
-    trainer.learning_rate.set = lambda step: 0.0  # the schedule sets the lr before each step
+    trainer.schedule.set = lambda step: None  # the schedule sets the lr before each step
     return trainer
 
 

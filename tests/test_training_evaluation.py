@@ -1,4 +1,5 @@
-"""Evaluation during training (eval_every, val_fraction, keep_best) and the per-step learning rate."""
+"""Evaluation during training (eval_every, val_fraction, keep_best) and what is set at every step: the
+learning rate and, in a μ continuation, V-MCR²'s μ."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from distributed_workers import CPU, NeverStop, tiny_config
 from eval_fixtures import assert_one_error_line, train_tiny, vmcr2
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.interrupts import TrainingInterrupted
-from vmcr2_cli.training.optim import lr_factor
+from vmcr2_cli.training.optim import lr_factor, mu_at
 from vmcr2_cli.training.setup import load_training_data
 from vmcr2_cli.training.trainer import Trainer
 
@@ -182,3 +183,49 @@ def test_the_learning_rate_of_every_step_is_the_same_across_a_resume(tmp_path):
     second.restore(run.load_checkpoint(), "resume")
     second.fit(NeverStop())
     assert parts == whole
+
+
+# ----------------------------------------------------------------------------- μ continuation
+
+def test_a_mu_continuation_grows_geometrically_from_mu_at_the_first_step_to_mu_final_at_the_last():
+    mus = [mu_at(step, 41, 0.03, 3.0) for step in range(41)]
+    assert mus[0] == pytest.approx(0.03) and mus[20] == pytest.approx(0.3) and mus[-1] == pytest.approx(3.0)
+    assert all(b / a == pytest.approx(10 ** (1 / 20)) for a, b in zip(mus, mus[1:]))  # one ratio a step
+    assert mu_at(50, 41, 0.03, 3.0) == pytest.approx(3.0)  # past the last step (a resume that ran on)
+    assert mu_at(7, 41, 0.03, 0.0) == 0.03  # mu_final 0: Algorithm 1 as written
+
+
+def test_the_mu_of_every_step_is_the_one_its_loss_used_and_the_same_across_a_resume(tmp_path):
+    config = tiny_config("vmcr2", epochs=2, mu=0.03, mu_final=3.0, log_every=1)
+    dataset = load_training_data(config)
+
+    def trainer_for(run: RunDir, seen: list) -> Trainer:
+        trainer = Trainer(config, dataset, run, CPU)
+        variational = trainer.objective.variational
+        trainer.on_step = lambda record: seen.append((record["step"], record["mu"], variational.mu))
+        return trainer
+
+    whole: list = []
+    trainer_for(RunDir.create(tmp_path / "runs", "whole"), whole).fit(NeverStop())
+    expected = [mu_at(step, 8, 0.03, 3.0) for step in range(8)]
+    assert whole == pytest.approx([(step + 1, mu, mu) for step, mu in enumerate(expected)])
+    epochs = [line for line in RunDir(tmp_path / "runs" / "whole").read_metrics() if line["type"] == "epoch"]
+    assert [line["mu"] for line in epochs] == pytest.approx([expected[3], expected[7]])
+
+    run = RunDir.create(tmp_path / "runs", "cut")
+    parts: list = []
+    first = trainer_for(run, parts)
+    with pytest.raises(TrainingInterrupted):
+        first.fit(StopAfter(first, 3))  # mid-epoch
+    second = trainer_for(run, parts)
+    second.restore(run.load_checkpoint(), "resume")
+    second.fit(NeverStop())
+    assert parts == whole
+
+
+def test_without_a_continuation_mu_stays_and_no_line_records_it(tmp_path):
+    config = tiny_config("vmcr2", epochs=1, mu=0.03)
+    trainer = Trainer(config, load_training_data(config), RunDir.create(tmp_path / "runs", "plain"), CPU)
+    trainer.fit(NeverStop())
+    assert trainer.objective.variational.mu == 0.03
+    assert all("mu" not in line for line in RunDir(tmp_path / "runs" / "plain").read_metrics())

@@ -84,6 +84,9 @@ class TrainConfig:
     eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)
     mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True,
                      applies=_VARIATIONAL_STEP)
+    mu_final: float = _key(0.0, "μ continuation (not in the paper): μ grows geometrically, step by step, from mu at "
+                           "the first step to this at the last, towards the μ → ∞ limit that the tangent method "
+                           "trains by; 0 = μ stays mu (Algorithm 1 as written)", low=0.0, applies=_VARIATIONAL_STEP)
     nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True,
                            applies=_VARIATIONAL_STEP)
     nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True,

@@ -16,3 +16,5 @@ VARIATIONAL_KEYS = ("r_v", "r_c_v", "m_term", "r_v_over_r")
 LATCH_TERMS = ("r_v", "r_c_v", "m_term", "delta_r_v")
 # An epoch line: its position, the means of its steps' metrics, the learning rate and the speed.
 EPOCH_KEYS = ("epoch", "step", *RATE_KEYS, "loss", "lr", "epoch_time_s", "images_per_s", "gpu_util", "gpu_mem_mb")
+# Step and epoch lines of a μ continuation (``mu_final``) also record the μ of their last step.
+CONTINUATION_KEYS = ("mu",)

@@ -36,7 +36,7 @@ from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import ClassMomentSums, latch_from_moments, latch_over_dataset
 from vmcr2_cli.training.networks import Networks, not_fitting
-from vmcr2_cli.training.optim import LearningRate, build_optimizer
+from vmcr2_cli.training.optim import StepSchedule, build_optimizer
 from vmcr2_cli.training.setup import training_loader
 from vmcr2_cli.training.step import fitting_micro_batch, step_gradients, training_step
 
@@ -114,7 +114,8 @@ class Trainer:
         self.train_model = dist.data_parallel(self.model, device)
         self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)
         self.loader = training_loader(config, dataset, device, self.networks.channels_last, dist)
-        self.learning_rate = LearningRate(self.optimizer, config, self.loader.steps_per_epoch)
+        self.schedule = StepSchedule(self.optimizer, config, self.loader.steps_per_epoch,
+                                     getattr(self.objective, "variational", None))
         self.gpu = GpuMonitor(device)
         self.epoch = 0  # the epoch in progress (0-based)
         self.step_in_epoch = 0  # steps of ``epoch`` already done
@@ -340,7 +341,7 @@ class Trainer:
         order = self.loader.permutation(self.epoch) if self.dist.enabled else None
         for step, batch in self.loader.epoch(self.epoch, start_step=self.step_in_epoch):
             torch.manual_seed(step_seed(config.seed, self.global_step, self.dist.rank))  # dropout stream of this step
-            self.learning_rate.set(self.global_step)
+            self.schedule.set(self.global_step)
             # Grouping by class from the CPU labels: no device→host sync in the step. Under
             # DDP every rank knows the global batch's labels from the epoch's order.
             labels = batch.labels_cpu if order is None else self.loader.batch_labels(self.loader.labels_cpu[
@@ -360,8 +361,8 @@ class Trainer:
                 log_mark = (now, acc.images)
                 record = {"epoch": self.epoch, "step": self.global_step, "loss": result.loss.item(),
                           **{k: v.item() for k, v in result.metrics.items()},
-                          "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": images_per_s,
-                          **self._gpu_sample()}
+                          "lr": self.optimizer.param_groups[0]["lr"], **self.schedule.logged(self.global_step - 1),
+                          "images_per_s": images_per_s, **self._gpu_sample()}
                 self.run.append_metrics("step", **record)
                 self.on_step(record)
             if self.dist.any(stop.requested):  # every rank stops after the same step
@@ -374,7 +375,8 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         epoch_time = time.perf_counter() - epoch_start
         record = {"epoch": self.epoch, "step": self.global_step, **acc.means(),
-                  "lr": self.optimizer.param_groups[0]["lr"], "epoch_time_s": epoch_time,
+                  "lr": self.optimizer.param_groups[0]["lr"], **self.schedule.logged(self.global_step - 1),
+                  "epoch_time_s": epoch_time,
                   "images_per_s": acc.images / max(epoch_time, 1e-9), **self._gpu_sample()}
         self.run.append_metrics("epoch", **record)
         self.on_epoch(record)
