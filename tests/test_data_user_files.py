@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cli_runner import vmcr2
@@ -46,6 +47,16 @@ def write_folder(root: Path, per_class: int = 30, test_per_class: int = 10, size
     return root
 
 
+def unlabelled(root: Path) -> Path:
+    """``root``'s training images moved out of their class folders into train/ itself (new names)."""
+    for index, path in enumerate(sorted((root / "train").glob("*/*.png"))):
+        path.rename(root / "train" / f"image_{index:04d}.png")
+    for folder in (root / "train").iterdir():
+        if folder.is_dir():
+            folder.rmdir()
+    return root
+
+
 def test_npz_loads_as_the_arrays_say(tmp_path):
     dataset = load_dataset("npz", data_root=write_npz(tmp_path / "mine.npz"), download=False)
     assert dataset.num_classes == K and dataset.image_shape == (1, 16, 16) and dataset.num_train == 120
@@ -78,6 +89,46 @@ def test_every_objective_trains_and_evaluates_on_the_users_data(tmp_path, capsys
     assert json.loads(out)["num_classes"] == K and RunDir.open(runs / "latest").eval_path.is_file()
 
 
+def test_an_unlabelled_train_folder_is_evaluated_on_halves_of_the_labelled_test_tree(tmp_path):
+    dataset = load_dataset("folder", data_root=unlabelled(write_folder(tmp_path / "images")), download=False,
+                           image_size=16, seed=3)
+    assert not dataset.labelled_train and dataset.num_train == 30 * K and dataset.num_classes == K
+    assert dataset.class_names == ["class_a", "class_b", "class_c", "class_d"]  # the test tree's folders
+    reference_images, reference_labels = dataset.reference()
+    assert reference_labels.bincount().tolist() == [5] * K and dataset.test_labels.bincount().tolist() == [5] * K
+    whole = load_dataset("folder", data_root=write_folder(tmp_path / "labelled"), download=False, image_size=16)
+    pairs = {(bytes(image.numpy()), int(label)) for image, label in zip(whole.test_images, whole.test_labels)}
+    halves = [*zip(reference_images, reference_labels), *zip(dataset.test_images, dataset.test_labels)]
+    assert {(bytes(image.numpy()), int(label)) for image, label in halves} == pairs  # each test image once
+    again = load_dataset("folder", data_root=tmp_path / "images", download=False, image_size=16, seed=3)
+    assert torch.equal(again.reference()[0], reference_images)  # seeded: eval after training sees the same halves
+    other = load_dataset("folder", data_root=tmp_path / "images", download=False, image_size=16, seed=4)
+    assert not torch.equal(other.reference()[0], reference_images)
+
+
+@pytest.mark.parametrize("objective", ["mcr2-ssl", "tcr"])
+def test_a_self_supervised_objective_trains_on_unlabelled_images_and_evaluates(tmp_path, capsys, objective):
+    data = unlabelled(write_folder(tmp_path / "images"))
+    runs = tmp_path / "runs"
+    code, out, err = vmcr2("train", "--profile", "synthetic", "--set", "dataset=folder", "--data-root", data,
+                           "--objective", objective, "--epochs", "2", "--batch-size", "20", "--set", "views=2",
+                           "--set", "augment=resized-crop", "--set", "image_size=16", "--set", "eval_every=1",
+                           "--runs-dir", runs, "--json", capsys=capsys)
+    assert code == 0, err
+    assert 0 <= json.loads(out)["knn_accuracy"] <= 1
+    evals = [line for line in RunDir.open(runs / "latest").read_metrics() if line["type"] == "eval"]
+    assert [line["epoch"] for line in evals] == [1, 2]
+    code, out, err = vmcr2("eval", runs / "latest", "--no-figures", "--json", capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["fitted_on"] == "test-half" and result["num_train"] == 20 and result["num_test"] == 20
+    assert result["knn_accuracy"] == evals[-1]["knn_accuracy"]  # the same halves as during training
+    code, _, err = vmcr2("embed", runs / "latest", "train", "--out", tmp_path / "train.npz", capsys=capsys)
+    assert code == 0, err
+    embedded = np.load(tmp_path / "train.npz")
+    assert embedded["features"].shape[0] == 30 * K and "labels" not in embedded.files  # none to give
+
+
 def _bad_npz(tmp_path: Path, **changes) -> Path:
     return write_npz(tmp_path / "bad.npz", **changes)
 
@@ -93,7 +144,20 @@ BAD = {
     "folder-empty-class": (lambda p: _empty_class(write_folder(p / "f")), "folder", "has no images"),
     "folder-mixed-sizes": (lambda p: write_folder(p / "f", sizes=((20, 24), (40, 30))), "folder",
                            "set image_size (e.g. 32) to resize them"),
+    "folder-unlabelled-supervised": (lambda p: unlabelled(write_folder(p / "f")), "folder",
+                                     "needs labels — train it on train/<class>/ folders"),
+    "folder-unlabelled-without-test-classes": (lambda p: _flat_test(unlabelled(write_folder(p / "f"))), "folder",
+                                               "has no class folders to evaluate on"),
 }
+
+
+def _flat_test(root: Path) -> Path:
+    for path in sorted((root / "test").glob("*/*.png")):
+        path.rename(root / "test" / f"{path.parent.name}_{path.name}")
+    for folder in (root / "test").iterdir():
+        if folder.is_dir():
+            folder.rmdir()
+    return root
 
 
 def _pickled(path: Path) -> Path:

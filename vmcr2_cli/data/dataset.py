@@ -21,6 +21,12 @@ class ImageDataset:
     With label noise, ``train_labels`` are the noisy labels and ``clean_train_labels`` the
     originals (None without noise). ``val_images`` / ``val_labels``: a validation split held out
     of the training images (``val_fraction``), None without one.
+
+    ``labelled_train`` False: the training images carry no labels (a folder dataset's
+    ``train/`` without class folders, for the self-supervised objectives); ``train_labels`` are
+    then all 0, a placeholder no objective reads, and evaluation fits its classifiers on
+    ``reference_images`` / ``reference_labels``, a seeded half of the labelled test tree, and
+    scores the other half (``test_images``). See :meth:`reference`.
     """
 
     name: str
@@ -37,11 +43,21 @@ class ImageDataset:
     clean_train_labels: torch.Tensor | None = None
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    labelled_train: bool = True
+    reference_images: torch.Tensor | None = None
+    reference_labels: torch.Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W)."""
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+    def reference(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labelled images evaluation fits on — kNN's bank, eq. 8's class subspaces: the
+        training set, or for an unlabelled one the reference half of the test tree."""
+        if self.reference_images is None:
+            return self.train_images, self.train_labels
+        return self.reference_images, self.reference_labels
 
     @property
     def num_train(self) -> int:
@@ -68,6 +84,7 @@ class Splits:
     test_labels: torch.Tensor
     class_names: list[str]
     source: str = ""
+    labelled_train: bool = True  # False: train_labels are placeholders (see ImageDataset)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from vmcr2_cli.data import cifar, compositions, idx, synthetic, tinyimagenet, user_files
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
@@ -140,17 +143,19 @@ def load_dataset(
     splits = spec.load(context)
     num_classes = len(splits.class_names)
     channels = splits.train_images.shape[1]
+    if not splits.labelled_train and label_noise:
+        raise BadInput(f"label_noise: the training images of {splits.source} have no labels to re-draw")
     noisy = apply_label_noise(splits.train_labels, float(label_noise), num_classes, seed) if label_noise else None
     if spec.mean:
         mean, std = _per_channel(spec.mean, channels), _per_channel(spec.std, channels)
     else:
         mean, std = user_files.training_statistics(splits.train_images)
+    evaluation = (dict(test_images=splits.test_images, test_labels=splits.test_labels) if splits.labelled_train
+                  else _reference_and_test_halves(splits.test_images, splits.test_labels, num_classes, seed))
     return ImageDataset(
         name=spec.name,
         train_images=splits.train_images,
         train_labels=noisy if noisy is not None else splits.train_labels,
-        test_images=splits.test_images,
-        test_labels=splits.test_labels,
         num_classes=num_classes,
         class_names=splits.class_names,
         mean=mean,
@@ -158,7 +163,23 @@ def load_dataset(
         augment=spec.augment,
         source=splits.source,
         clean_train_labels=splits.train_labels if noisy is not None else None,
+        **evaluation,
     )
+
+
+def _reference_and_test_halves(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                               seed: int) -> dict[str, Any]:
+    """An unlabelled training set's evaluation data: of each class's labelled test images, a seeded
+    half (rounded up) to fit the classifiers on and the rest to score them."""
+    generator = torch.Generator().manual_seed(seed + 2)  # a stream of its own, as the validation split's
+    reference = []
+    for j in range(num_classes):
+        members = (labels == j).nonzero().flatten()
+        reference.append(members[torch.randperm(len(members), generator=generator)[:(len(members) + 1) // 2]])
+    chosen = torch.zeros(len(labels), dtype=torch.bool)
+    chosen[torch.cat(reference)] = True
+    return dict(labelled_train=False, reference_images=images[chosen], reference_labels=labels[chosen],
+                test_images=images[~chosen], test_labels=labels[~chosen])
 
 
 def preprocessing_of(dataset: ImageDataset) -> Preprocessing:

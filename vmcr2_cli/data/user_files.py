@@ -2,9 +2,11 @@
 
 ``folder``: ``data_root/train/<class>/*.png|jpg|…`` and ``data_root/test/<class>/…``
 (torchvision's ImageFolder layout), classes in sorted order of the training folders'
-names, each image resized so its shorter side is ``image_size`` and centre-cropped to a
-square (``image_size = 0`` keeps the files' size, which must then be one size). Grey
-images stay one channel; any colour image makes the set RGB.
+names — or, for the self-supervised objectives, ``data_root/train/*.png|…`` without labels
+beside a labelled ``test/<class>/`` tree, whose folders are then the classes. Each image is
+resized so its shorter side is ``image_size`` and centre-cropped to a square (``image_size
+= 0`` keeps the files' size, which must then be one size). Grey images stay one channel;
+any colour image makes the set RGB.
 
 ``npz``: ``data_root`` is a ``.npz`` file holding ``x_train``, ``y_train``, ``x_test``,
 ``y_test`` (uint8 images N×H×W or N×H×W×C, C = 1 or 3; integer labels 0 … k−1) and
@@ -109,14 +111,22 @@ def load_folder(ctx: LoadContext) -> Splits:
         if not folder.is_dir():
             raise DatasetNotFound(f"dataset folder: no {split}/ in {root} (expected {root}/{split}/<class>/<image>)")
         splits[split] = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
-    classes = [path.name for path in splits["train"]]
+    # train/ with images and no class folders: unlabelled, for the self-supervised objectives; the
+    # classes are then the test tree's, the only labels there are.
+    labelled_train = bool(splits["train"]) or not _image_files(root / "train", required=False)
+    classes = [path.name for path in splits["train" if labelled_train else "test"]]
     if not classes:
-        raise DatasetCorrupt(f"dataset folder: {root}/train has no class folders")
+        raise DatasetCorrupt(f"dataset folder: {root}/train has no class folders" if labelled_train else
+                             f"dataset folder: {root}/train holds images without labels, and {root}/test has no "
+                             f"class folders to evaluate on (expected {root}/test/<class>/<image>)")
     unknown = sorted({path.name for path in splits["test"]} - set(classes))
     if unknown:
         raise DatasetCorrupt(f"dataset folder: {root}/test/{unknown[0]} is not a class of {root}/train")
     files = {split: [(index, path) for index, name in enumerate(classes)
-                     for path in _image_files(root / split / name, split == "train")] for split in splits}
+                     for path in _image_files(root / split / name, split == "train")]
+             for split in splits if labelled_train or split == "test"}
+    if not labelled_train:
+        files["train"] = [(0, path) for path in _image_files(root / "train", required=True)]
     colour = any(_mode(path) not in ("L", "1", "I;16", "I") for _, path in files["train"] + files["test"])
     decoded = {split: _decode([path for _, path in files[split]], size, colour) for split in files}
     shapes = {tuple(image.shape) for split in decoded for image in decoded[split]}
@@ -129,7 +139,7 @@ def load_folder(ctx: LoadContext) -> Splits:
         images = torch.stack(decoded[split]) if decoded[split] else torch.zeros((0, *next(iter(shapes))),
                                                                                dtype=torch.uint8)
         tensors += [images, labels]
-    return Splits(*tensors, class_names=classes, source=str(root))
+    return Splits(*tensors, class_names=classes, source=str(root), labelled_train=labelled_train)
 
 
 def _image_files(folder: Path, required: bool) -> list[Path]:

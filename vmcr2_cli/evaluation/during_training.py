@@ -39,7 +39,7 @@ def measure(trainer) -> dict[str, Any]:
     held_out = dataset.val_images is not None
     images, labels = (dataset.val_images, dataset.val_labels) if held_out else (dataset.test_images,
                                                                                  dataset.test_labels)
-    train_z, train_y = trainer.evaluation_features(dataset.train_images, dataset.train_labels)
+    train_z, train_y = trainer.evaluation_features(*dataset.reference())
     test_z, test_y = trainer.evaluation_features(images, labels)
     p = default_components(d, k)
     probed = sorted({q for q in PROBED_COMPONENTS if q <= d and k * q <= MAX_PROBED_DIRECTIONS} | {p})

@@ -86,8 +86,10 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     options.check(d)
     components = options.components or default_components(d, k)
 
-    log(f"features of {dataset.num_train} training and {dataset.num_test} test images…")
-    train_z, train_y = loaded.evaluation_features(dataset.train_images, dataset.train_labels)
+    reference_images, reference_labels = dataset.reference()
+    reference = "training" if dataset.labelled_train else "reference (half the labelled test tree)"
+    log(f"features of {len(reference_images)} {reference} and {dataset.num_test} test images…")
+    train_z, train_y = loaded.evaluation_features(reference_images, reference_labels)
     test_z, test_y = loaded.evaluation_features(dataset.test_images, dataset.test_labels)
     _check_finite(train_z, test_z, run.name)
 
@@ -122,6 +124,7 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
         "step": loaded.global_step,
         "device": str(loaded.device),
         "num_train": int(train_z.shape[0]),
+        "fitted_on": "train" if dataset.labelled_train else "test-half",
         "num_test": int(test_z.shape[0]),
         "components": components,
         "nearest_subspace_accuracy": ns_accuracy,

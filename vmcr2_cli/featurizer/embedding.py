@@ -111,6 +111,8 @@ def embed_inputs(featurizer: Featurizer, inputs: Inputs, batch_size: int, *, dat
         result.paths += [f"{name}:{index}" for index in range(len(images))]
         result.labels += labels.tolist()  # type: ignore[operator]
         result.label_names = featurizer.class_names
+    if "train" in inputs.splits and not dataset.labelled_train:
+        labelled = False  # a training set without labels (its train_labels are placeholders)
     if not labelled or (found.labels is not None and inputs.splits):
         result.labels, result.label_names = None, None  # unlabelled files, or two kinds of label
     return result

@@ -109,9 +109,9 @@ class Featurizer:
         if self.bases is not None:
             return self.bases
         log(f"fitting the class subspaces on {self.config.dataset}'s training features (once; kept in the run)…")
-        dataset = self.dataset(data_root)
-        train_z = self.features(dataset.train_images)
-        stats = class_statistics(train_z, dataset.train_labels, self.num_classes,
+        reference_images, reference_labels = self.dataset(data_root).reference()
+        train_z = self.features(reference_images)
+        stats = class_statistics(train_z, reference_labels, self.num_classes,
                                  components=default_components(self.feature_dim, self.num_classes),
                                  eps2=self.config.eps2)
         self.bases = stats.bases.float()

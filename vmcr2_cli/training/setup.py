@@ -55,6 +55,8 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
                            label_noise=config.label_noise, seed=config.seed, **options)
     # The files may hold fewer images than the published dataset that the config was checked against.
     check_data_fit(config, dataset.num_classes, dataset.num_train, f"data {dataset.source}")
+    if not dataset.labelled_train:
+        _check_unlabelled(config, dataset.source)
     if config.train_subset and config.train_subset < dataset.num_train:
         keep = torch.randperm(dataset.num_train, generator=torch.Generator().manual_seed(config.seed))
         keep = keep[:config.train_subset]
@@ -63,6 +65,17 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
     if config.val_fraction:
         dataset = hold_out_validation(dataset, config.val_fraction, config.seed)
     return dataset
+
+
+def _check_unlabelled(config: TrainConfig, source: str) -> None:
+    """What training on images without labels cannot do, refused before anything trains."""
+    if config.objective not in SELF_SUPERVISED:
+        raise BadInput(f"data {source}: train/ holds images without class folders; {config.objective} needs "
+                       f"labels — train it on train/<class>/ folders, or choose a self-supervised objective "
+                       f"({', '.join(SELF_SUPERVISED)})")
+    if config.val_fraction:
+        raise BadInput(f"data {source}: val_fraction holds out labelled training images, and train/ has none; "
+                       f"evaluation already scores half of the test tree (fitting on the other half)")
 
 
 def hold_out_validation(dataset: ImageDataset, fraction: float, seed: int) -> ImageDataset:
