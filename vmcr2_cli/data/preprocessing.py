@@ -106,6 +106,11 @@ def normalisation_constants(mean: Sequence[float], std: Sequence[float], channel
     return (1.0 / (255.0 * std_t)).view(1, -1, 1, 1), (mean_t / std_t).view(1, -1, 1, 1)
 
 
+# PIL modes without colour: a folder of only these is a grey dataset, and embed converts them
+# to RGB for a colour run (and colour modes to grey for a grey one).
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
 def fit_image(image: Any, channels: int, size: tuple[int, int] | None) -> Any:
     """A PIL image in the mode of ``channels`` (1: "L", 3: "RGB"), scaled so that it covers ``size`` (H, W)
     and centre-cropped to it (``size`` None: as is) — how a folder dataset's files are read, and how

@@ -25,7 +25,7 @@ import torch
 
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.errors import DatasetCorrupt, DatasetNotFound
-from vmcr2_cli.data.preprocessing import fit_image, image_array
+from vmcr2_cli.data.preprocessing import GREY_MODES, fit_image, image_array
 from vmcr2_cli.errors import BadInput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -127,7 +127,7 @@ def load_folder(ctx: LoadContext) -> Splits:
              for split in splits if labelled_train or split == "test"}
     if not labelled_train:
         files["train"] = [(0, path) for path in _image_files(root / "train", required=True)]
-    colour = any(_mode(path) not in ("L", "1", "I;16", "I") for _, path in files["train"] + files["test"])
+    colour = any(_mode(path) not in GREY_MODES for _, path in files["train"] + files["test"])
     decoded = {split: _decode([path for _, path in files[split]], size, colour) for split in files}
     shapes = {tuple(image.shape) for split in decoded for image in decoded[split]}
     if len(shapes) > 1:

@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmcr2_cli.data.preprocessing import Preprocessing, fit_image, image_array
+from vmcr2_cli.data.preprocessing import GREY_MODES, Preprocessing, fit_image, image_array
 from vmcr2_cli.data.user_files import IMAGE_SUFFIXES
 from vmcr2_cli.errors import BadInput
 
 # Larger images are refused before they are decoded: a small file can claim a huge canvas
 # (a decompression bomb). 50 megapixels is a 7071² photograph; PIL's own warning starts at 89.
 MAX_PIXELS = 50_000_000
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 DECODE_THREADS = 8  # PIL decodes without the GIL
 
 
