@@ -314,13 +314,13 @@ def test_a_worker_killed_mid_epoch_is_named_the_others_stop_and_the_run_resumes(
 
 def test_a_follower_run_has_the_training_interface_alone_and_writes_nothing(tmp_path):
     from vmcr2_cli.distributed.run_access import TrainingRun
-    from vmcr2_cli.runner.tensorboard import TensorBoardRun
+    from vmcr2_cli.runner.mirrors import MirroredRun
 
     interface = {name for name in vars(TrainingRun) if not name.startswith("_")}
     follower = FollowerRun(RunDir(tmp_path / "run"))
     public = {name for name in dir(follower) if not name.startswith("_")}
     assert public == interface  # nothing forwarded: a new RunDir method is not a follower's
-    for run in (RunDir(tmp_path), TensorBoardRun(tmp_path), follower):
+    for run in (RunDir(tmp_path), MirroredRun(tmp_path), follower):
         assert all(callable(getattr(run, name)) or name in ("path", "name") for name in interface)
     follower.set_status("failed", meta={"error": "x"}, step=3)  # what lifecycle's _record does on every rank
     follower.append_metrics("epoch", step=1)

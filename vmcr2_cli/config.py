@@ -131,6 +131,11 @@ class TrainConfig:
                           "natively, else fp32 (objectives stay float32+)",
                           choices=("bf16", "fp32"))
     seed: int = _key(0, "seed of every random stream (init, data order, augmentation)", low=0)
+    wandb: str = _key("off", "Weights & Biases: off, offline (into the run's wandb/ folder, no network; "
+                      "`wandb sync` later) or online (vmcr2[wandb] extra)", choices=("off", "offline", "online"))
+    wandb_project: str = _key("vmcr2", "W&B project", applies=("wandb", ("offline", "online")))
+    wandb_entity: str = _key("", "W&B entity, a team or user ('' = your default)",
+                             applies=("wandb", ("offline", "online")))
     log_every: int = _key(50, "steps between step lines in metrics.jsonl", low=1)
     checkpoint_minutes: float = _key(0.0, "minutes between checkpoints at epoch ends; 0 = every epoch unless a "
                                      "checkpoint costs over 2% of the time since the last (the last epoch and "
@@ -158,7 +163,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # What ``train --resume`` may change in an existing run: where and how long it runs, not what it trains
 # (micro_batch leaves the gradients exact: a run that ran out of GPU memory resumes in chunks).
 RESUME_CHANGEABLE = ("epochs", "device", "data_root", "log_every", "eval_at_end", "checkpoint_minutes", "eval_every",
-                     "micro_batch")
+                     "micro_batch", "wandb", "wandb_project", "wandb_entity")
 
 
 def _suggest(key: str) -> str:

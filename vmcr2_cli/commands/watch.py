@@ -6,6 +6,7 @@ Textual is imported only when the dashboard starts, so ``vmcr2 --help`` stays fa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ def watch(
                                                         "(implies --once)."),
     interval: float = typer.Option(DEFAULT_INTERVAL_S, "--interval", metavar="SECONDS",
                                    help="How often the dashboard looks for new lines."),
+    serve: bool = typer.Option(False, "--serve", help="Serve the dashboard to a web browser (the textual-serve "
+                                                      "extra: pip install 'vmcr2[serve]'), e.g. through one "
+                                                      "port forwarded over SSH."),
+    host: str = typer.Option("127.0.0.1", "--host", help="--serve: the address to listen on (127.0.0.1: this "
+                                                         "machine only; 0.0.0.0: every network)."),
+    port: int = typer.Option(8000, "--port", help="--serve: the port to listen on."),
 ) -> None:
     """Watch runs live: ΔR, R, R_c, the V-MCR² terms, GPU use and epoch time, MCR² beside V-MCR²."""
     from vmcr2_cli.tui.watcher import resolve_targets
@@ -35,7 +42,14 @@ def watch(
     if not interval > 0 or interval > 60:
         raise BadInput(f"--interval must be between 0 and 60 seconds, not {interval}")
     targets = resolve_targets(list(paths))
-    if once or json_out or not sys.stdout.isatty():
+    if serve:
+        from vmcr2_cli.tui.serve import serve_dashboard
+
+        serve_dashboard([target.path for target in targets], interval=interval, host=host, port=port)
+        return
+    # textual-serve runs the dashboard with its web driver, its output a pipe to the browser.
+    in_a_browser = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+    if once or json_out or not (sys.stdout.isatty() or in_a_browser):
         # Not a terminal (a pipe, a file, a CI log): a dashboard would be garbage there.
         print_once(targets, json_out=json_out)
         return

@@ -162,8 +162,8 @@ class Session:
     def __init__(self, config, device, dataset, dist, ranks: list[dict[str, str]]) -> None:
         self.config, self.device, self.dataset, self.dist, self.ranks = config, device, dataset, dist, ranks
         self.display = None
-        self.tensorboard = None  # rank 0's TensorBoardRun, closed when training ends
-        self.tensorboard_hint: str | None = None
+        self.mirrored = None  # rank 0's MirroredRun (TensorBoard, W&B), closed when training ends
+        self.mirror_notes: list[str] = []  # how to enable a mirror that is missing, or why one did not start
 
     @classmethod
     def prepare(cls, config, dist) -> "Session":
@@ -181,24 +181,34 @@ class Session:
     def trainer(self, run, state: dict | None = None, where: str = "", purge_from: int | None = None):
         """The Trainer of ``run``, at ``state`` when given (BadInput if the checkpoint does not fit).
 
-        On rank 0 its metrics also go to TensorBoard (``purge_from``: see ``with_tensorboard``).
+        On rank 0 its metrics also go to TensorBoard and W&B (``purge_from``: see ``open_tensorboard``).
         """
-        from vmcr2_cli.config import to_toml
-        from vmcr2_cli.runner.display import TrainingDisplay
-        from vmcr2_cli.runner.tensorboard import with_tensorboard
         from vmcr2_cli.evaluation.during_training import measure
+        from vmcr2_cli.runner.display import TrainingDisplay
         from vmcr2_cli.training.trainer import Trainer
 
         trainer = Trainer(self.config, self.dataset, run, self.device, self.dist, measure=measure)
         if state is not None:
             trainer.restore(state, where)
-        if self.dist.is_main:
-            trainer.run, self.tensorboard_hint = with_tensorboard(run, to_toml(self.config), purge_from)
-            self.tensorboard = trainer.run if self.tensorboard_hint is None else None
         self.display = TrainingDisplay(self.config.epochs, trainer.loader.steps_per_epoch,
                                        quiet=not self.dist.is_main)
+        if self.dist.is_main:
+            trainer.run = self.mirrored = self._mirrored(run, purge_from)
         trainer.on_step, trainer.on_epoch = self.display.on_step, self.display.on_epoch
         return trainer
+
+    def _mirrored(self, run, purge_from: int | None):
+        """``run`` with its metrics also going to every logger that is on and installed."""
+        from vmcr2_cli.config import to_toml
+        from vmcr2_cli.runner.mirrors import MirroredRun
+        from vmcr2_cli.runner.tensorboard import open_tensorboard
+        from vmcr2_cli.runner.wandb_mirror import open_wandb
+
+        mirrors = []
+        for mirror, note in (open_tensorboard(run, to_toml(self.config), purge_from), open_wandb(run, self.config)):
+            mirrors += [mirror] if mirror is not None else []
+            self.mirror_notes += [note] if note else []
+        return MirroredRun(run.path, mirrors, warn=lambda text: self.display.message((f"warning: {text}", "yellow")))
 
     def display_message(self, text: str) -> None:
         self.display.message(text)
@@ -213,8 +223,8 @@ class Session:
         display.message((run.name, "bold"), f"  {config.objective} on {config.dataset} "
                         f"({self.dataset.num_classes} classes)  {config.model}  device {self.device}{processes}  "
                         f"backbone {trainer.networks.precision.describe()}  → {run.path}")
-        if self.tensorboard_hint:
-            display.message((self.tensorboard_hint, "dim"))
+        for note in self.mirror_notes:
+            display.message((note, "dim"))
         try:
             with StopRequested(under_launcher=dist.enabled) as stop, display:
                 trainer.fit(stop)
@@ -259,8 +269,8 @@ class Session:
                     error=str(error))
             raise
         finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
+            if self.mirrored is not None:
+                self.mirrored.close()
         run.set_status("finished", meta={key: value for key, value in result.items() if key.endswith("accuracy")},
                        epoch=trainer.epoch, step=trainer.global_step)
         return result

@@ -2,7 +2,7 @@
 
 Written through ``torch.utils.tensorboard`` when the ``tensorboard`` package is installed
 (``pip install 'vmcr2[tensorboard]'``); without it training runs as before and says once
-how to enable them. metrics.jsonl stays the run's record: the event files are a copy.
+how to enable them.
 
 Tags are ``<line type>/<key>`` (``epoch/delta_r``, ``step/loss``, ``latch/delta_r_v_after``,
 ``eval/nearest_subspace_accuracy``), every scalar at the run's global step, so MCR²,
@@ -13,35 +13,33 @@ those steps again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from vmcr2_cli.runs import RunDir, line_scalars
+from vmcr2_cli.runs import RunDir
 
 TENSORBOARD_DIR = "tensorboard"
 ENABLE_HINT = "TensorBoard logs: pip install 'vmcr2[tensorboard]' (then tensorboard --logdir runs)"
 
 
-@dataclass(frozen=True)
-class TensorBoardRun(RunDir):
-    """A run directory whose metrics lines are also written as TensorBoard scalars (``writer``)."""
+class TensorBoardMirror:
+    """A run's metrics as TensorBoard scalars (a ``mirrors.Mirror``)."""
 
-    writer: Any = None
+    name = "TensorBoard"
 
-    def append_metrics(self, kind: str, **values: Any) -> None:
-        super().append_metrics(kind, **values)
-        step = values.get("step")
-        if not isinstance(step, int):
-            return
-        for key, value in line_scalars(values).items():
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def log(self, kind: str, scalars: dict[str, float], step: int) -> None:
+        for key, value in scalars.items():
             self.writer.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
         self.writer.close()
 
 
-def with_tensorboard(run: RunDir, config_text: str, purge_from: int | None) -> tuple[Any, str | None]:
-    """``run`` mirrored into ``run/tensorboard/`` and None, or ``run`` itself and the hint to enable it.
+def open_tensorboard(run: RunDir, config_text: str, purge_from: int | None) -> tuple[TensorBoardMirror | None,
+                                                                                      str | None]:
+    """The mirror writing ``run/tensorboard/`` and None, or None and the hint to enable it.
 
     ``purge_from``: the first step a resumed run logs again (its checkpoint's step + 1;
     0 when it starts over), whose earlier events are dropped; None for a new run.
@@ -49,8 +47,8 @@ def with_tensorboard(run: RunDir, config_text: str, purge_from: int | None) -> t
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # the tensorboard package is missing
-        return run, ENABLE_HINT
+        return None, ENABLE_HINT
     writer = SummaryWriter(log_dir=str(run.path / TENSORBOARD_DIR), purge_step=purge_from, flush_secs=10)
     if not purge_from:
         writer.add_text("config", "```toml\n" + config_text + "```", 0)
-    return TensorBoardRun(run.path, writer), None
+    return TensorBoardMirror(writer), None

@@ -1,0 +1,60 @@
+"""``vmcr2 watch --serve``: the same dashboard in a web browser, through textual-serve.
+
+textual-serve (an optional extra, ``pip install 'vmcr2[serve]'``) starts one ``vmcr2 watch``
+process per browser tab, under Textual's web driver, and relays it over a websocket. It
+listens on 127.0.0.1 unless told otherwise — a dashboard of someone's runs is not for the
+whole network by default — so the usual way in from a laptop is one forwarded port:
+``ssh -L 8000:127.0.0.1:8000 gpu-server``, then http://127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+
+from vmcr2_cli.errors import BadInput
+
+ENABLE_HINT = "vmcr2 watch --serve needs textual-serve: pip install 'vmcr2[serve]'"
+
+
+def dashboard_command(paths: list[Path], interval: float) -> str:
+    """The shell command textual-serve runs for each browser tab: this Python's ``vmcr2 watch``."""
+    absolute = [os.path.abspath(path) for path in paths]  # not resolved: runs/latest is followed as a link
+    return shlex.join([sys.executable, "-m", "vmcr2_cli", "watch", *absolute, "--interval", str(interval)])
+
+
+def serve_dashboard(paths: list[Path], *, interval: float, host: str, port: int) -> None:
+    """Serve the dashboard of ``paths`` at http://host:port until Ctrl-C; BadInput when it cannot."""
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise BadInput(ENABLE_HINT) from None
+    if not 0 < port < 65536:
+        raise BadInput(f"--port must be between 1 and 65535, not {port}")
+    check_free(host, port)
+
+    class DashboardServer(Server):
+        async def on_startup(self, app) -> None:  # one line instead of textual-serve's banner
+            print(f"serving the dashboard of {', '.join(map(str, paths))} at {self.public_url} "
+                  f"(Ctrl-C stops it)", flush=True)
+
+    server = DashboardServer(dashboard_command(paths, interval), host=host, port=port, title="vmcr2 watch")
+    try:
+        server.serve()
+    except OSError as error:  # taken between the check and the bind
+        raise BadInput(f"--serve: cannot listen on {host}:{port} ({error.strerror or error})") from None
+
+
+def check_free(host: str, port: int) -> None:
+    """BadInput, in one line, when ``host:port`` cannot be listened on (in use, or not this machine's)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except socket.gaierror:
+        raise BadInput(f"--host {host}: not an address of this machine") from None
+    except OSError as error:
+        raise BadInput(f"--serve: cannot listen on {host}:{port} ({error.strerror or error})") from None
