@@ -1,0 +1,62 @@
+"""ReduNet's vector form (models/redunet.py): a layer on the construction set is a projected gradient
+step of eq. 1's ΔR, π̂ finds the classes, and the rates rise along the layers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vmcr2_cli.models.redunet import ReduNetLayer, ReduNetSettings, construct_redunet
+from vmcr2_cli.objectives.rate_reduction import rate_reduction
+
+
+def mixture_of_subspaces(per_class: int = 60, d: int = 8, k: int = 3, dim: int = 2, noise: float = 0.05,
+                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit rows near k random dim-dimensional subspaces of R^d (float64), with their labels."""
+    generator = torch.Generator().manual_seed(seed)
+    bases = [torch.linalg.qr(torch.randn(d, dim, generator=generator, dtype=torch.float64))[0] for _ in range(k)]
+    rows = [torch.randn(per_class, dim, generator=generator, dtype=torch.float64) @ basis.T for basis in bases]
+    Z = torch.cat(rows) + noise * torch.randn(per_class * k, d, generator=generator, dtype=torch.float64)
+    return torch.nn.functional.normalize(Z, dim=1), torch.arange(k).repeat_interleave(per_class)
+
+
+@pytest.mark.parametrize("eps2", [0.5, 0.1])
+def test_a_layer_on_the_construction_set_is_a_projected_gradient_step_of_delta_r(eps2):
+    Z, labels = mixture_of_subspaces()
+    eta = 0.3
+    layer = ReduNetLayer.construct(Z, labels, 3, eta=eta, eps2=eps2, lam=100.0)
+    leaf = Z.clone().requires_grad_(True)
+    rate_reduction(leaf, labels, 3, eps2, torch.float64).delta_r.backward()
+    expected = torch.nn.functional.normalize(Z + eta * leaf.grad, dim=1)  # eq. 8 of the lecture, P_S
+    assert torch.allclose(layer(Z, labels), expected, rtol=0, atol=1e-8)
+
+
+def test_an_absent_class_compresses_nothing():
+    Z, labels = mixture_of_subspaces(k=3)
+    layer = ReduNetLayer.construct(Z, labels, 4, eta=0.5, eps2=0.5, lam=10.0)
+    assert torch.equal(layer.C[3], torch.zeros_like(layer.C[3])) and layer.gamma[3] == 0
+    assert layer.gamma.sum().item() == pytest.approx(1.0)
+
+
+def test_the_estimated_memberships_sum_to_one_and_find_the_class_of_samples_not_in_the_construction():
+    Z, labels = mixture_of_subspaces(per_class=80, noise=0.02)
+    construction = torch.arange(len(Z)) % 80 < 40  # half of each class builds the layer
+    layer = ReduNetLayer.construct(Z[construction], labels[construction], 3, eta=0.5, eps2=0.1, lam=500.0)
+    memberships = layer.memberships(Z[~construction])
+    assert torch.allclose(memberships.sum(dim=1), torch.ones(len(memberships), dtype=Z.dtype))
+    assert (memberships.argmax(dim=1) == labels[~construction]).double().mean().item() >= 0.95
+
+
+def test_the_rates_rise_along_the_layers_and_test_samples_follow_their_class():
+    Z, labels = mixture_of_subspaces(per_class=80, noise=0.1)
+    net, rates = construct_redunet(Z, labels, 3, ReduNetSettings(layers=30, eta=0.1, eps2=0.1, lam=500.0))
+    delta_r = [rate.delta_r.item() for rate in rates]
+    assert len(delta_r) == 31 and all(math.isfinite(value) for value in delta_r)
+    assert all(later >= earlier - 1e-9 for earlier, later in zip(delta_r, delta_r[1:]))  # ascent, step by step
+    assert delta_r[-1] > delta_r[0] + 0.5
+    features = net(Z)  # without labels: π̂ decides each sample's compression
+    assert torch.allclose(features.norm(dim=1), torch.ones(len(Z), dtype=Z.dtype))
+    trained_rates = rate_reduction(features, labels, 3, 0.1).delta_r.item()
+    assert trained_rates > delta_r[0]
