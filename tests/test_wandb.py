@@ -87,3 +87,17 @@ def test_under_ddp_only_rank_0_logs(tmp_path):
     run = RunDir.open(tmp_path / "runs" / "latest")
     assert len(list(run.path.glob("wandb/offline-run-*"))) == 1
     assert run_ids(run.path) == {run.read_meta()["wandb_run_id"]}
+
+
+def test_a_wandb_that_cannot_start_is_one_line_and_training_goes_on(tmp_path, capsys, monkeypatch):
+    import wandb
+
+    def not_logged_in(**settings):
+        raise wandb.errors.UsageError("api_key not configured (no-tty). call wandb.login(key=[your_api_key])")
+
+    monkeypatch.setattr(wandb, "init", not_logged_in)
+    code, _, err = vmcr2("train", *TINY_SYNTHETIC, "--set", "wandb=online", "--epochs", "1",
+                         "--runs-dir", tmp_path / "runs", capsys=capsys)
+    assert code == 0, err
+    assert err.count("Weights & Biases did not start (api_key not configured") == 1
+    assert RunDir.open(tmp_path / "runs" / "latest").read_meta()["status"] == "finished"

@@ -43,6 +43,8 @@ def open_wandb(run: RunDir, config: Any) -> tuple[WandbMirror | None, str | None
         import wandb
     except ImportError:
         return None, ENABLE_HINT.format(mode=config.wandb)
+    except Exception as error:  # noqa: BLE001 — a broken install fails in its own ways
+        return None, _did_not_start(error)
     run_id = run.read_meta().get("wandb_run_id") or secrets.token_hex(4)  # W&B's own ids: 8 characters
     try:
         wandb_run = wandb.init(project=config.wandb_project, entity=config.wandb_entity or None, mode=config.wandb,
@@ -50,7 +52,11 @@ def open_wandb(run: RunDir, config: Any) -> tuple[WandbMirror | None, str | None
                                config=config.to_dict(),
                                settings=wandb.Settings(silent=True, console="off", save_code=False))
     except Exception as error:  # noqa: BLE001 — not logged in, no network, a broken install
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return None, f"Weights & Biases did not start ({first_line}); training goes on without it"
+        return None, _did_not_start(error)
     run.update_meta(wandb_run_id=run_id)
     return WandbMirror(wandb_run), None
+
+
+def _did_not_start(error: Exception) -> str:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"Weights & Biases did not start ({first_line}); training goes on without it"
