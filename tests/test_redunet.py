@@ -60,3 +60,64 @@ def test_the_rates_rise_along_the_layers_and_test_samples_follow_their_class():
     assert torch.allclose(features.norm(dim=1), torch.ones(len(Z), dtype=Z.dtype))
     trained_rates = rate_reduction(features, labels, 3, 0.1).delta_r.item()
     assert trained_rates > delta_r[0]
+
+
+# ----------------------------------------------------------------------------- the shift-invariant form
+
+from vmcr2_cli.models.redunet_shift import (ShiftReduNetLayer, construct_shift_redunet,  # noqa: E402
+                                            shift_rates)
+
+
+def shifted_copies(Z: torch.Tensor) -> torch.Tensor:
+    """Every cyclic shift of every sample of Z (m, C, *shape), flattened channel-major: (m·T, C·T)."""
+    shape = Z.shape[2:]
+    shifts = [tuple(offsets) for offsets in torch.cartesian_prod(*[torch.arange(n) for n in shape]).reshape(
+        -1, len(shape)).tolist()]
+    dims = tuple(range(2, Z.dim()))
+    return torch.cat([torch.roll(Z, shift, dims).flatten(1) for shift in shifts])
+
+
+def signals(m: int, channels: int, shape: tuple[int, ...], k: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    Z = torch.randn(m, channels, *shape, generator=generator, dtype=torch.float64)
+    Z = Z / Z.flatten(1).norm(dim=1).view(-1, *([1] * (Z.dim() - 1)))
+    return Z, torch.arange(m) % k
+
+
+def explicit_operator(rows: torch.Tensor, alpha: float) -> torch.Tensor:
+    eye = torch.eye(rows.shape[1], dtype=rows.dtype)
+    return alpha * torch.linalg.inv(eye + alpha * rows.T @ rows)
+
+
+@pytest.mark.parametrize("shape", [(6,), (7,), (3, 4), (3, 5)])  # 1D and 2D, even and odd last sizes
+def test_the_spectral_layer_equals_the_explicit_block_circulant_operators(shape):
+    channels, k, m, eta, eps2 = 3, 2, 6, 0.4, 0.3
+    Z, labels = signals(m, channels, shape, k)
+    layer = ShiftReduNetLayer.construct(Z, labels, k, eta=eta, eps2=eps2, lam=50.0)
+    augmented = shifted_copies(Z)  # (m·T, C·T), each sample's shifts as rows
+    T = augmented.shape[0] // m
+    augmented_labels = labels.repeat(T)
+    E = explicit_operator(augmented, channels / (m * eps2))  # α = C·T/(m·T·ε²)
+    C = [explicit_operator(augmented[augmented_labels == j], channels / ((labels == j).sum().item() * eps2))
+         for j in range(k)]
+    flat = Z.flatten(1)
+    gamma = torch.bincount(labels, minlength=k).double() / m
+    g = flat @ E.T - torch.stack([gamma[j] * flat[i] @ C[j].T for i, j in enumerate(labels.tolist())])
+    expected = torch.nn.functional.normalize(flat + eta * g, dim=1)
+    assert torch.allclose(layer(Z, labels).flatten(1), expected, rtol=0, atol=1e-10)
+    by_frequency = shift_rates(Z, labels, k, eps2)
+    direct = rate_reduction(augmented, augmented_labels, k, eps2, torch.float64)
+    assert by_frequency.r.item() == pytest.approx(direct.r.item(), rel=1e-10)
+    assert by_frequency.delta_r.item() == pytest.approx(direct.delta_r.item(), rel=1e-9, abs=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(16,), (6, 5)])
+def test_the_invariant_network_maps_a_shifted_input_to_the_shifted_features(shape):
+    X, labels = signals(12, 1, shape, 3, seed=1)
+    net, rates = construct_shift_redunet(X, labels, 3, ReduNetSettings(layers=4, eta=0.5, eps2=0.1, lam=20.0),
+                                         channels=4)
+    dims = tuple(range(2, X.dim()))
+    shift = (5,) if len(shape) == 1 else (2, 3)
+    assert torch.allclose(net(torch.roll(X, shift, dims)), torch.roll(net(X), shift, dims), rtol=0, atol=1e-12)
+    delta_r = [rate.delta_r.item() for rate in rates]
+    assert delta_r[-1] > delta_r[0]

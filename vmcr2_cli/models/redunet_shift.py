@@ -1,0 +1,192 @@
+"""ReduNet made invariant to cyclic shifts: its operators are multi-channel circulant convolutions,
+computed per frequency in the Fourier domain (the MCR² lecture's spectral-domain algorithm).
+
+A sample z is C channels of a 1D signal (C, T) or an image (C, H, W). Invariance asks the rates
+to count every cyclic shift of a sample as a sample too: the construction set becomes the m·T
+columns of [circ(z_1), …, circ(z_m)] in R^{C·T}, so α = C·T / (m·T·ε²) = C/(m ε²) and
+α_j = C/(m_j ε²). E = α(I + α Σ_i circ(z_i) circ(z_i)*)⁻¹ is then block circulant: the DFT
+along the signal diagonalizes it into one C×C matrix a frequency,
+
+    Ê(f)  = α (I_C + α Σ_i ẑ_i(f) ẑ_i(f)ᴴ)⁻¹,      Ĉʲ(f) = α_j (I_C + α_j Σ_{i∈j} ẑ_i(f) ẑ_i(f)ᴴ)⁻¹,
+
+and applying E to z is ẑ(f) ↦ Ê(f) ẑ(f) at every frequency, then the inverse DFT: T (or H·W)
+inverses of C×C matrices instead of one of (C·T)×(C·T). Real signals use the one-sided DFT
+(rfft), whose other half is the conjugate. Each layer commutes with cyclic shifts (circulant
+operators, and memberships from shift-invariant norms), so the network's features of a shifted
+input are the shifted features; ``tests/test_redunet.py`` checks that, and the spectral
+operators against the explicit block-circulant ones, to machine precision.
+
+The input is first lifted to C channels by circular convolution with C random filters
+(seeded), also a shift-equivariant map.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vmcr2_cli.models.redunet import ReduNetSettings
+from vmcr2_cli.objectives.rate_reduction import RateReduction
+
+
+def _spectrum(Z: Tensor, dims: int) -> Tensor:
+    """The one-sided DFT of (m, C, *signal) over its last ``dims`` axes, as (m, F, C) (F frequencies)."""
+    spectrum = torch.fft.rfftn(Z, dim=tuple(range(-dims, 0)))
+    return spectrum.flatten(2).transpose(1, 2)
+
+
+def _signal(spectrum: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Back from (m, F, C) to real (m, C, *shape)."""
+    m, _, channels = spectrum.shape
+    half = (*shape[:-1], shape[-1] // 2 + 1)
+    return torch.fft.irfftn(spectrum.transpose(1, 2).reshape(m, channels, *half), s=shape,
+                            dim=tuple(range(-len(shape), 0)))
+
+
+def _inverse_operator(spectrum: Tensor, alpha: float) -> Tensor:
+    """α (I + α Σ_i ẑ_i ẑ_iᴴ)⁻¹ at every frequency: (F, C, C) complex from the samples' (m, F, C)."""
+    moments = torch.einsum("mfc,mfd->fcd", spectrum, spectrum.conj())
+    eye = torch.eye(spectrum.shape[-1], dtype=spectrum.dtype, device=spectrum.device)
+    return alpha * torch.linalg.inv(eye + alpha * moments)
+
+
+class ShiftReduNetLayer(nn.Module):
+    """One invariant layer: Ê (F, C, C) and Ĉ (k, F, C, C) per frequency as buffers, on (C, *shape) samples."""
+
+    def __init__(self, E: Tensor, C: Tensor, gamma: Tensor, shape: tuple[int, ...], eta: float, lam: float) -> None:
+        super().__init__()
+        self.register_buffer("E", E)
+        self.register_buffer("C", C)
+        self.register_buffer("gamma", gamma)
+        self.shape, self.eta, self.lam = tuple(shape), float(eta), float(lam)
+
+    @classmethod
+    def construct(cls, Z: Tensor, labels: Tensor, num_classes: int, *, eta: float, eps2: float,
+                  lam: float) -> "ShiftReduNetLayer":
+        """The layer of the construction set Z (m, C, *shape) with its labels (the spectral eqs. 9–10)."""
+        m, channels, *shape = Z.shape
+        spectrum = _spectrum(Z, len(shape))
+        E = _inverse_operator(spectrum, channels / (m * eps2))
+        counts = torch.bincount(labels, minlength=num_classes)
+        C = torch.zeros((num_classes, *E.shape), dtype=E.dtype, device=E.device)
+        for j in range(num_classes):
+            if counts[j] > 0:
+                C[j] = _inverse_operator(spectrum[labels == j], channels / (counts[j].item() * eps2))
+        return cls(E, C, counts.to(Z.dtype) / m, tuple(shape), eta, lam)
+
+    def _compressed(self, spectrum: Tensor) -> Tensor:
+        """Ĉʲ ẑ for every class: (m, k, F, C)."""
+        return torch.einsum("kfcd,mfd->mkfc", self.C, spectrum)
+
+    def memberships(self, Z: Tensor) -> Tensor:
+        """π̂ (m, k) of eq. 14, from ‖Cʲ z‖ over the whole signal (shift-invariant)."""
+        compressed = self._compressed(_spectrum(Z, len(self.shape)))
+        m, k = compressed.shape[:2]
+        signals = _signal(compressed.reshape(m * k, *compressed.shape[2:]), self.shape)
+        residuals = torch.linalg.vector_norm(signals.reshape(m, k, -1), dim=-1)
+        return torch.softmax(-self.lam * residuals, dim=1)
+
+    def gradient(self, Z: Tensor, memberships: Tensor) -> Tensor:
+        """g(z) = E z − Σ_j γ_j πʲ Cʲ z for every sample, computed per frequency."""
+        spectrum = _spectrum(Z, len(self.shape))
+        weights = (memberships * self.gamma).to(spectrum.dtype)
+        step = torch.einsum("fcd,mfd->mfc", self.E, spectrum) - torch.einsum(
+            "mk,mkfc->mfc", weights, self._compressed(spectrum))
+        return _signal(step, self.shape)
+
+    def forward(self, Z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if labels is None:
+            memberships = self.memberships(Z)
+        else:
+            memberships = nn.functional.one_hot(labels, self.C.shape[0]).to(Z.dtype)
+        return _unit(Z + self.eta * self.gradient(Z, memberships))
+
+
+def _unit(Z: Tensor) -> Tensor:
+    """Each sample scaled onto the unit sphere of R^{C·T} (P_S of eq. 17)."""
+    norms = torch.linalg.vector_norm(Z.flatten(1), dim=1).clamp_min(1e-12)
+    return Z / norms.view(-1, *([1] * (Z.dim() - 1)))
+
+
+class Lifting(nn.Module):
+    """x (m, c, *shape) → C channels by circular convolution with C seeded random filters (c·C kernels
+    of the signal's whole size, applied as products of spectra): shift-equivariant."""
+
+    def __init__(self, in_channels: int, channels: int, shape: tuple[int, ...], seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        filters = torch.randn(channels, in_channels, *shape, generator=generator, dtype=torch.float64)
+        self.register_buffer("filters", filters)
+        self.shape = tuple(shape)
+
+    def forward(self, X: Tensor) -> Tensor:
+        axes = tuple(range(-len(self.shape), 0))
+        spectra = torch.fft.rfftn(X.to(self.filters.dtype), dim=axes)  # (m, c, *half)
+        kernels = torch.fft.rfftn(self.filters, dim=axes)  # (C, c, *half)
+        lifted = torch.einsum("mc...,oc...->mo...", spectra, kernels)
+        return _unit(torch.fft.irfftn(lifted, s=self.shape, dim=axes))
+
+
+class ShiftReduNet(nn.Module):
+    """The lifting, then the constructed invariant layers: features (m, C, *shape) of inputs (m, c, *shape)."""
+
+    def __init__(self, lifting: Lifting, layers: list[ShiftReduNetLayer]) -> None:
+        super().__init__()
+        self.lifting = lifting
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, X: Tensor) -> Tensor:
+        Z = self.lifting(X)
+        for layer in self.layers:
+            Z = layer(Z)
+        return Z
+
+
+def shift_rates(Z: Tensor, labels: Tensor, num_classes: int, eps2: float) -> RateReduction:
+    """R, R_c and ΔR (eq. 1) of the shift-augmented set — every cyclic shift a sample — per frequency.
+
+    logdet(I + α Σ circ circ*) over R^{C·T} is the sum over frequencies of logdet(I_C + α M(f)),
+    both halves of the spectrum (rfft's bins other than 0 and, for even T, T/2 count twice)."""
+    m, channels, *shape = Z.shape
+    spectrum = _spectrum(Z, len(shape))
+    weights = _frequency_weights(shape, spectrum.device)
+
+    def rate(part: Tensor, count: int) -> Tensor:
+        alpha = channels / (count * eps2)
+        moments = torch.einsum("mfc,mfd->fcd", part, part.conj())
+        eye = torch.eye(channels, dtype=moments.dtype, device=moments.device)
+        logdets = torch.linalg.slogdet(eye + alpha * moments).logabsdet
+        return 0.5 * (weights * logdets).sum()
+
+    r = rate(spectrum, m)
+    counts = torch.bincount(labels, minlength=num_classes)
+    r_c = sum((counts[j] / m) * rate(spectrum[labels == j], int(counts[j])) for j in range(num_classes)
+              if counts[j] > 0)
+    return RateReduction(r, r_c, r - r_c)
+
+
+def _frequency_weights(shape: list[int], device: torch.device) -> Tensor:
+    """How many frequencies of the two-sided spectrum each one-sided bin stands for (1 or 2)."""
+    last = shape[-1]
+    counts = torch.full((last // 2 + 1,), 2.0, dtype=torch.float64, device=device)
+    counts[0] = 1.0
+    if last % 2 == 0:
+        counts[-1] = 1.0
+    return counts.repeat(int(torch.tensor(shape[:-1]).prod().item()) if len(shape) > 1 else 1)
+
+
+def construct_shift_redunet(X: Tensor, labels: Tensor, num_classes: int, settings: ReduNetSettings = ReduNetSettings(),
+                            *, channels: int = 8, seed: int = 0) -> tuple[ShiftReduNet, list[RateReduction]]:
+    """The invariant ReduNet of ``settings.layers`` layers on X (m, c, *shape), lifted to ``channels``;
+    and the shift-augmented rates of the construction set entering the first layer and leaving each."""
+    lifting = Lifting(X.shape[1], channels, tuple(X.shape[2:]), seed)
+    Z = lifting(X)
+    rates = [shift_rates(Z, labels, num_classes, settings.eps2)]
+    layers = []
+    for _ in range(settings.layers):
+        layer = ShiftReduNetLayer.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2,
+                                            lam=settings.lam)
+        Z = layer(Z, labels)
+        layers.append(layer)
+        rates.append(shift_rates(Z, labels, num_classes, settings.eps2))
+    return ShiftReduNet(lifting, layers), rates
