@@ -16,8 +16,8 @@ operators, and memberships from shift-invariant norms), so the network's feature
 input are the shifted features; ``tests/test_redunet.py`` checks that, and the spectral
 operators against the explicit block-circulant ones, to machine precision.
 
-The input is first lifted to C channels by circular convolution with C random filters
-(seeded), also a shift-equivariant map.
+The input is first lifted to C channels by circular convolution with C small random filters
+(seeded) and a ReLU, also a shift-equivariant map (see :class:`Lifting` for why the ReLU).
 """
 
 from __future__ import annotations
@@ -109,13 +109,18 @@ def _unit(Z: Tensor) -> Tensor:
 
 
 class Lifting(nn.Module):
-    """x (m, c, *shape) → C channels by circular convolution with C seeded random filters (c·C kernels
-    of the signal's whole size, applied as products of spectra): shift-equivariant."""
+    """x (m, c, *shape) → C channels: circular convolution with C seeded random filters of ``kernel``
+    taps a side, then ReLU — both shift-equivariant. The nonlinearity is needed: linearly lifted, a
+    one-channel input's spectrum at frequency f is k̂(f)·x̂(f), the same line in C^C for every
+    image, which no per-frequency subspace can tell apart (classification at chance, measured)."""
 
-    def __init__(self, in_channels: int, channels: int, shape: tuple[int, ...], seed: int = 0) -> None:
+    def __init__(self, in_channels: int, channels: int, shape: tuple[int, ...], kernel: int = 5, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        filters = torch.randn(channels, in_channels, *shape, generator=generator, dtype=torch.float64)
+        taps = tuple(min(kernel, n) for n in shape)
+        filters = torch.zeros(channels, in_channels, *shape, dtype=torch.float64)
+        filters[(..., *(slice(0, t) for t in taps))] = torch.randn(channels, in_channels, *taps, generator=generator,
+                                                                   dtype=torch.float64)
         self.register_buffer("filters", filters)
         self.shape = tuple(shape)
 
@@ -123,8 +128,8 @@ class Lifting(nn.Module):
         axes = tuple(range(-len(self.shape), 0))
         spectra = torch.fft.rfftn(X.to(self.filters.dtype), dim=axes)  # (m, c, *half)
         kernels = torch.fft.rfftn(self.filters, dim=axes)  # (C, c, *half)
-        lifted = torch.einsum("mc...,oc...->mo...", spectra, kernels)
-        return _unit(torch.fft.irfftn(lifted, s=self.shape, dim=axes))
+        lifted = torch.fft.irfftn(torch.einsum("mc...,oc...->mo...", spectra, kernels), s=self.shape, dim=axes)
+        return _unit(torch.relu(lifted))
 
 
 class ShiftReduNet(nn.Module):
@@ -176,10 +181,12 @@ def _frequency_weights(shape: list[int], device: torch.device) -> Tensor:
 
 
 def construct_shift_redunet(X: Tensor, labels: Tensor, num_classes: int, settings: ReduNetSettings = ReduNetSettings(),
-                            *, channels: int = 8, seed: int = 0) -> tuple[ShiftReduNet, list[RateReduction]]:
-    """The invariant ReduNet of ``settings.layers`` layers on X (m, c, *shape), lifted to ``channels``;
-    and the shift-augmented rates of the construction set entering the first layer and leaving each."""
-    lifting = Lifting(X.shape[1], channels, tuple(X.shape[2:]), seed)
+                            *, channels: int = 8, kernel: int = 5,
+                            seed: int = 0) -> tuple[ShiftReduNet, list[RateReduction]]:
+    """The invariant ReduNet of ``settings.layers`` layers on X (m, c, *shape), lifted to ``channels``
+    by filters of ``kernel`` taps a side; and the shift-augmented rates of the construction set
+    entering the first layer and leaving each."""
+    lifting = Lifting(X.shape[1], channels, tuple(X.shape[2:]), kernel=kernel, seed=seed)
     Z = lifting(X)
     rates = [shift_rates(Z, labels, num_classes, settings.eps2)]
     layers = []
