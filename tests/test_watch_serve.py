@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,28 @@ def test_the_served_dashboard_shows_the_run_table_and_ctrl_c_stops_it(run):
         server.send_signal(signal.SIGINT)
         code = server.wait(timeout=30)
     assert code == 0
+
+
+def test_a_tabs_dashboard_ends_when_its_server_is_killed(run):
+    server, url = start_server(run, free_port())
+
+    async def killed_while_watched() -> int:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url.replace("http", "ws") + "/ws?width=120&height=40") as socket_:
+                await socket_.receive(timeout=60)  # the tab's dashboard is running
+                dashboard = int(subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
+                                               text=True).stdout.split()[0])
+                server.kill()  # no clean-up: what a crash or SIGKILL leaves
+                server.wait(timeout=30)
+                return dashboard
+
+    dashboard = asyncio.run(killed_while_watched())
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{dashboard}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{dashboard}").exists(), "the dashboard outlived its server"
 
 
 def test_a_port_in_use_is_one_line_and_exit_code_2(run, capsys):

@@ -56,7 +56,13 @@ def watch(
 
     from vmcr2_cli.tui.app import WatchApp
 
-    WatchApp(targets, interval=interval).run()
+    attended = lambda: True  # noqa: E731
+    if in_a_browser:
+        # A tab's dashboard ends with its server: one that outlived it (killed, say) would draw
+        # into a pipe nobody reads, forever.
+        server = os.getppid()
+        attended = lambda: os.getppid() == server  # noqa: E731
+    WatchApp(targets, interval=interval, attended=attended).run()
 
 
 def print_once(targets: list, *, json_out: bool, now: float | None = None) -> None:

@@ -83,10 +83,11 @@ class WatchApp(App[None]):
     ]
 
     def __init__(self, targets: list[WatchTarget], *, interval: float = 0.5,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, attended: Callable[[], bool] = lambda: True) -> None:
         super().__init__()
         self.interval = interval
         self.clock = clock
+        self.attended = attended  # false once nobody can see the dashboard: it then exits
         self.store = RunStore()
         self.watcher = Watcher(targets, on_events=self._post_events)
         self.selected: str | None = None
@@ -139,6 +140,9 @@ class WatchApp(App[None]):
         lines, a folder of 50 runs) never freezes the screen; the watcher reports through
         ``_post_events``, and posting a message is safe from any thread.
         """
+        if not self.attended():
+            self.exit()
+            return
         if not self._poll_in_flight:
             self._poll_in_flight = True
             self.run_worker(self.watcher.poll, name="poll", group="poll", thread=True, exit_on_error=False)

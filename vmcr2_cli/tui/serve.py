@@ -9,6 +9,7 @@ whole network by default — so the usual way in from a laptop is one forwarded 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 import socket
@@ -21,9 +22,10 @@ ENABLE_HINT = "vmcr2 watch --serve needs textual-serve: pip install 'vmcr2[serve
 
 
 def dashboard_command(paths: list[Path], interval: float) -> str:
-    """The shell command textual-serve runs for each browser tab: this Python's ``vmcr2 watch``."""
+    """The shell command textual-serve runs for each browser tab: this Python's ``vmcr2 watch``, exec'd
+    so that the server is its parent (the dashboard exits when its parent is gone)."""
     absolute = [os.path.abspath(path) for path in paths]  # not resolved: runs/latest is followed as a link
-    return shlex.join([sys.executable, "-m", "vmcr2_cli", "watch", *absolute, "--interval", str(interval)])
+    return "exec " + shlex.join([sys.executable, "-m", "vmcr2_cli", "watch", *absolute, "--interval", str(interval)])
 
 
 def serve_dashboard(paths: list[Path], *, interval: float, host: str, port: int) -> None:
@@ -37,9 +39,8 @@ def serve_dashboard(paths: list[Path], *, interval: float, host: str, port: int)
     check_free(host, port)
 
     class DashboardServer(Server):
-        async def on_startup(self, app) -> None:  # one line instead of textual-serve's banner
-            print(f"serving the dashboard of {', '.join(map(str, paths))} at {self.public_url} "
-                  f"(Ctrl-C stops it)", flush=True)
+        async def on_startup(self, app) -> None:  # one line instead of textual-serve's banner, once it listens
+            self.announcement = asyncio.create_task(announce_when_listening(self.public_url, host, port, paths))
 
     server = DashboardServer(dashboard_command(paths, interval), host=host, port=port, title="vmcr2 watch")
     try:
@@ -48,12 +49,26 @@ def serve_dashboard(paths: list[Path], *, interval: float, host: str, port: int)
         raise BadInput(f"--serve: cannot listen on {host}:{port} ({error.strerror or error})") from None
 
 
+async def announce_when_listening(url: str, host: str, port: int, paths: list[Path]) -> None:
+    """Print the URL once a connection to it succeeds: aiohttp runs startup hooks before it listens."""
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        break
+    print(f"serving the dashboard of {', '.join(map(str, paths))} at {url} (Ctrl-C stops it)", flush=True)
+
+
 def check_free(host: str, port: int) -> None:
     """BadInput, in one line, when ``host:port`` cannot be listened on (in use, or not this machine's)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((host, port))
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a port in
+            probe.bind((host, port))  # TIME_WAIT after an earlier server is free, one listened on is not
     except socket.gaierror:
         raise BadInput(f"--host {host}: not an address of this machine") from None
     except OSError as error:
