@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vmcr2_cli.models.redunet_shift import ShiftReduNetLayer
+from vmcr2_cli.runs import atomic_write_json
 
 
 def timed(call, repeats: int, device: torch.device) -> float:
@@ -64,8 +65,7 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     result = {"device": str(device), "dtype": args.dtype, "torch_threads": torch.get_num_threads(), "rows": rows}
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(args.json, result)
     return 0
 
 

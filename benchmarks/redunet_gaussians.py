@@ -23,6 +23,7 @@ import torch
 
 from vmcr2_cli.models.redunet import ReduNetSettings, construct_redunet
 from vmcr2_cli.objectives.rate_reduction import rate_reduction
+from vmcr2_cli.runs import atomic_write_json
 
 # Each class's two opposite centres, as angles (2D) or unit vectors (3D): classes start 0.5–0.7 rad apart.
 CENTRES = {
@@ -127,11 +128,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = parser.parse_args()
     results = [experiment(dim, args) for dim in (2, 3)]
-    text = json.dumps(results, indent=2)
-    print(text)
+    print(json.dumps(results, indent=2))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        atomic_write_json(args.json, results)
     return 0
 
 

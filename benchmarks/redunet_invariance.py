@@ -25,6 +25,7 @@ import torch
 from vmcr2_cli.data import load_dataset
 from vmcr2_cli.models.redunet import ReduNetLayer, ReduNetSettings, construct_redunet
 from vmcr2_cli.models.redunet_shift import ShiftReduNetLayer, construct_shift_redunet
+from vmcr2_cli.runs import atomic_write_json
 
 
 def normalized(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -110,8 +111,7 @@ def main() -> int:
     print(json.dumps({"invariant": {key: value for key, value in results["invariant"].items() if key != "delta_r"}}),
           flush=True)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_json(args.json, results)
     return 0
 
 

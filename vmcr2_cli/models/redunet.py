@@ -98,17 +98,24 @@ class ReduNet(nn.Module):
         return Z
 
 
+def construct_layers(Z: Tensor, labels: Tensor, num_classes: int, settings: ReduNetSettings, layer_type,
+                     rates) -> tuple[list, list[RateReduction]]:
+    """``settings.layers`` layers of ``layer_type``, each constructed on the construction set's features
+    leaving the one before (Z entering the first), and ``rates(Z, labels, k, ε²)`` before and after each."""
+    measured = [rates(Z, labels, num_classes, settings.eps2)]
+    layers = []
+    for _ in range(settings.layers):
+        layer = layer_type.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2, lam=settings.lam)
+        Z = layer(Z, labels)
+        layers.append(layer)
+        measured.append(rates(Z, labels, num_classes, settings.eps2))
+    return layers, measured
+
+
 def construct_redunet(X: Tensor, labels: Tensor, num_classes: int,
                       settings: ReduNetSettings = ReduNetSettings()) -> tuple[ReduNet, list[RateReduction]]:
     """The ReduNet of ``settings.layers`` layers built on X (m, …) with its labels, and the rates
     R, R_c, ΔR (eq. 1) of the construction set's features entering the first layer and leaving each."""
     Z = nn.functional.normalize(X.flatten(1), dim=1)
-    rates = [rate_reduction(Z, labels, num_classes, settings.eps2)]
-    layers = []
-    for _ in range(settings.layers):
-        layer = ReduNetLayer.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2,
-                                       lam=settings.lam)
-        Z = layer(Z, labels)
-        layers.append(layer)
-        rates.append(rate_reduction(Z, labels, num_classes, settings.eps2))
+    layers, rates = construct_layers(Z, labels, num_classes, settings, ReduNetLayer, rate_reduction)
     return ReduNet(layers), rates

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vmcr2_cli.models.redunet import ReduNetSettings
+from vmcr2_cli.models.redunet import ReduNetSettings, construct_layers
 from vmcr2_cli.objectives.rate_reduction import RateReduction
 
 
@@ -187,13 +187,5 @@ def construct_shift_redunet(X: Tensor, labels: Tensor, num_classes: int, setting
     by filters of ``kernel`` taps a side; and the shift-augmented rates of the construction set
     entering the first layer and leaving each."""
     lifting = Lifting(X.shape[1], channels, tuple(X.shape[2:]), kernel=kernel, seed=seed)
-    Z = lifting(X)
-    rates = [shift_rates(Z, labels, num_classes, settings.eps2)]
-    layers = []
-    for _ in range(settings.layers):
-        layer = ShiftReduNetLayer.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2,
-                                            lam=settings.lam)
-        Z = layer(Z, labels)
-        layers.append(layer)
-        rates.append(shift_rates(Z, labels, num_classes, settings.eps2))
+    layers, rates = construct_layers(lifting(X), labels, num_classes, settings, ShiftReduNetLayer, shift_rates)
     return ShiftReduNet(lifting, layers), rates
