@@ -6,7 +6,6 @@ Textual is imported only when the dashboard starts, so ``vmcr2 --help`` stays fa
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,27 +41,20 @@ def watch(
     if not interval > 0 or interval > 60:
         raise BadInput(f"--interval must be between 0 and 60 seconds, not {interval}")
     targets = resolve_targets(list(paths))
-    if serve:
-        from vmcr2_cli.tui.serve import serve_dashboard
+    from vmcr2_cli.tui.serve import is_served_tab, serve_dashboard, while_the_server_lives
 
+    if serve:
         serve_dashboard([target.path for target in targets], interval=interval, host=host, port=port)
         return
-    # textual-serve runs the dashboard with its web driver, its output a pipe to the browser.
-    in_a_browser = "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
-    if once or json_out or not (sys.stdout.isatty() or in_a_browser):
+    tab = is_served_tab()
+    if once or json_out or not (sys.stdout.isatty() or tab):
         # Not a terminal (a pipe, a file, a CI log): a dashboard would be garbage there.
         print_once(targets, json_out=json_out)
         return
 
     from vmcr2_cli.tui.app import WatchApp
 
-    attended = lambda: True  # noqa: E731
-    if in_a_browser:
-        # A tab's dashboard ends with its server: one that outlived it (killed, say) would draw
-        # into a pipe nobody reads, forever.
-        server = os.getppid()
-        attended = lambda: os.getppid() == server  # noqa: E731
-    WatchApp(targets, interval=interval, attended=attended).run()
+    WatchApp(targets, interval=interval, attended=while_the_server_lives() if tab else lambda: True).run()
 
 
 def print_once(targets: list, *, json_out: bool, now: float | None = None) -> None:

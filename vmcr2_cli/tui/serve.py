@@ -15,6 +15,7 @@ import shlex
 import socket
 import sys
 from pathlib import Path
+from typing import Callable
 
 from vmcr2_cli.errors import BadInput
 
@@ -26,6 +27,20 @@ def dashboard_command(paths: list[Path], interval: float) -> str:
     so that the server is its parent (the dashboard exits when its parent is gone)."""
     absolute = [os.path.abspath(path) for path in paths]  # not resolved: runs/latest is followed as a link
     return "exec " + shlex.join([sys.executable, "-m", "vmcr2_cli", "watch", *absolute, "--interval", str(interval)])
+
+
+def is_served_tab() -> bool:
+    """Whether this ``vmcr2 watch`` is a browser tab's, started by textual-serve: Textual's web driver,
+    its output a pipe to the server rather than a terminal."""
+    return "web_driver" in os.environ.get("TEXTUAL_DRIVER", "")
+
+
+def while_the_server_lives() -> Callable[[], bool]:
+    """For a tab's dashboard: true while the server that started it lives. One that outlived its server
+    (killed, say) would draw into a pipe nobody reads, forever; ``dashboard_command`` execs the tab so
+    that the server is its parent."""
+    server = os.getppid()
+    return lambda: os.getppid() == server
 
 
 def serve_dashboard(paths: list[Path], *, interval: float, host: str, port: int) -> None:
