@@ -55,7 +55,7 @@ def test_without_the_package_one_line_says_how_and_training_goes_on(tmp_path, ca
 def test_a_failing_logger_is_one_warning_and_training_goes_on(tmp_path, capsys, monkeypatch):
     from vmcr2_cli.runner.wandb_mirror import WandbMirror
 
-    def full_disk(self, kind, scalars, step):
+    def full_disk(self, scalars, step):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(WandbMirror, "log", full_disk)

@@ -22,6 +22,8 @@ The input is first lifted to C channels by circular convolution with C small ran
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -43,11 +45,16 @@ def _signal(spectrum: Tensor, shape: tuple[int, ...]) -> Tensor:
                             dim=tuple(range(-len(shape), 0)))
 
 
-def _inverse_operator(spectrum: Tensor, alpha: float) -> Tensor:
-    """α (I + α Σ_i ẑ_i ẑ_iᴴ)⁻¹ at every frequency: (F, C, C) complex from the samples' (m, F, C)."""
+def _regularized_moments(spectrum: Tensor, alpha: float) -> Tensor:
+    """I + α Σ_i ẑ_i ẑ_iᴴ at every frequency: (F, C, C) complex from the samples' (m, F, C)."""
     moments = torch.einsum("mfc,mfd->fcd", spectrum, spectrum.conj())
     eye = torch.eye(spectrum.shape[-1], dtype=spectrum.dtype, device=spectrum.device)
-    return alpha * torch.linalg.inv(eye + alpha * moments)
+    return eye + alpha * moments
+
+
+def _inverse_operator(spectrum: Tensor, alpha: float) -> Tensor:
+    """α (I + α Σ_i ẑ_i ẑ_iᴴ)⁻¹ at every frequency (E, or Cʲ on a class's samples)."""
+    return alpha * torch.linalg.inv(_regularized_moments(spectrum, alpha))
 
 
 class ShiftReduNetLayer(nn.Module):
@@ -157,10 +164,7 @@ def shift_rates(Z: Tensor, labels: Tensor, num_classes: int, eps2: float) -> Rat
     weights = _frequency_weights(shape, spectrum.device)
 
     def rate(part: Tensor, count: int) -> Tensor:
-        alpha = channels / (count * eps2)
-        moments = torch.einsum("mfc,mfd->fcd", part, part.conj())
-        eye = torch.eye(channels, dtype=moments.dtype, device=moments.device)
-        logdets = torch.linalg.slogdet(eye + alpha * moments).logabsdet
+        logdets = torch.linalg.slogdet(_regularized_moments(part, channels / (count * eps2))).logabsdet
         return 0.5 * (weights * logdets).sum()
 
     r = rate(spectrum, m)
@@ -177,7 +181,7 @@ def _frequency_weights(shape: list[int], device: torch.device) -> Tensor:
     counts[0] = 1.0
     if last % 2 == 0:
         counts[-1] = 1.0
-    return counts.repeat(int(torch.tensor(shape[:-1]).prod().item()) if len(shape) > 1 else 1)
+    return counts.repeat(math.prod(shape[:-1]))
 
 
 def construct_shift_redunet(X: Tensor, labels: Tensor, num_classes: int, settings: ReduNetSettings = ReduNetSettings(),

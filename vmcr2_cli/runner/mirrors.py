@@ -15,12 +15,12 @@ from vmcr2_cli.runs import RunDir, line_scalars
 
 
 class Mirror(Protocol):
-    """A logger that takes a metrics line's scalars at their step (``runner/tensorboard.py``,
-    ``runner/wandb_mirror.py``)."""
+    """A logger that takes a metrics line's scalars, named ``<line type>/<key>``, at their step
+    (``runner/tensorboard.py``, ``runner/wandb_mirror.py``)."""
 
     name: str
 
-    def log(self, kind: str, scalars: dict[str, float], step: int) -> None: ...
+    def log(self, scalars: dict[str, float], step: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -37,11 +37,11 @@ class MirroredRun(RunDir):
         step = values.get("step")
         if not isinstance(step, int):
             return
-        scalars = line_scalars(values)
+        scalars = {f"{kind}/{key}": value for key, value in line_scalars(values).items()}
         if not scalars:
             return
         for mirror in list(self.mirrors):
-            self._guarded(mirror, lambda: mirror.log(kind, scalars, step))
+            self._guarded(mirror, lambda: mirror.log(scalars, step))
 
     def close(self) -> None:
         """Close every mirror; the lines written after (the run's final status) stay in metrics.jsonl alone."""

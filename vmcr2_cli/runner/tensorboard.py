@@ -29,9 +29,9 @@ class TensorBoardMirror:
     def __init__(self, writer: Any) -> None:
         self.writer = writer
 
-    def log(self, kind: str, scalars: dict[str, float], step: int) -> None:
-        for key, value in scalars.items():
-            self.writer.add_scalar(f"{kind}/{key}", value, step)
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
 
     def close(self) -> None:
         self.writer.close()

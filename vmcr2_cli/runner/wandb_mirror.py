@@ -28,8 +28,8 @@ class WandbMirror:
     def __init__(self, wandb_run: Any) -> None:
         self.wandb_run = wandb_run
 
-    def log(self, kind: str, scalars: dict[str, float], step: int) -> None:
-        self.wandb_run.log({f"{kind}/{key}": value for key, value in scalars.items()}, step=step)
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        self.wandb_run.log(scalars, step=step)
 
     def close(self) -> None:
         self.wandb_run.finish()

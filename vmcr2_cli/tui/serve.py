@@ -61,7 +61,7 @@ def serve_dashboard(paths: list[Path], *, interval: float, host: str, port: int)
     try:
         server.serve()
     except OSError as error:  # taken between the check and the bind
-        raise BadInput(f"--serve: cannot listen on {host}:{port} ({error.strerror or error})") from None
+        raise _cannot_listen(host, port, error) from None
 
 
 async def announce_when_listening(url: str, host: str, port: int, paths: list[Path]) -> None:
@@ -87,4 +87,8 @@ def check_free(host: str, port: int) -> None:
     except socket.gaierror:
         raise BadInput(f"--host {host}: not an address of this machine") from None
     except OSError as error:
-        raise BadInput(f"--serve: cannot listen on {host}:{port} ({error.strerror or error})") from None
+        raise _cannot_listen(host, port, error) from None
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> BadInput:
+    return BadInput(f"--serve: cannot listen on {host}:{port} ({error.strerror or error})")
