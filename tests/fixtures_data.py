@@ -262,3 +262,42 @@ def isolate_data(monkeypatch, tmp_path: str | os.PathLike) -> Path:
 
     monkeypatch.setattr(download, "urlopen", no_network)
     return cache_home / "vmcr2"
+
+
+# --------------------------------------------------------------------------- the user's own files
+
+USERS_CLASSES = 4  # classes of the small npz and folder sets
+
+
+def write_npz(path: Path, n_train: int = 120, n_test: int = 40, channels: int = 1, size: int = 16, **changes) -> Path:
+    train_y, test_y = balanced_labels(n_train, USERS_CLASSES, seed=1), balanced_labels(n_test, USERS_CLASSES, seed=2)
+    x_train = class_patterns(train_y, USERS_CLASSES, channels, size, seed=1)  # (N, C, H, W) uint8
+    x_test = class_patterns(test_y, USERS_CLASSES, channels, size, seed=2)
+    arrays = {"x_train": x_train.transpose(0, 2, 3, 1).squeeze(-1) if channels == 1 else x_train.transpose(0, 2, 3, 1),
+              "y_train": train_y, "x_test": x_test.transpose(0, 2, 3, 1).squeeze(-1) if channels == 1
+              else x_test.transpose(0, 2, 3, 1), "y_test": test_y}
+    arrays.update(changes)
+    np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+    return path
+
+
+def write_folder(root: Path, per_class: int = 30, test_per_class: int = 10, sizes=((20, 24),), mode="RGB") -> Path:
+    for split, count, seed in (("train", per_class, 1), ("test", test_per_class, 2)):
+        labels = np.repeat(np.arange(USERS_CLASSES), count)
+        patterns = class_patterns(labels, USERS_CLASSES, 3, 28, seed=seed)
+        for index, (label, pattern) in enumerate(zip(labels, patterns)):
+            folder = root / split / f"class_{'abcd'[label]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(pattern.transpose(1, 2, 0)).convert(mode)
+            image.resize(sizes[index % len(sizes)]).save(folder / f"{index:04d}.png")
+    return root
+
+
+def unlabelled(root: Path) -> Path:
+    """``root``'s training images moved out of their class folders into train/ itself (new names)."""
+    for index, path in enumerate(sorted((root / "train").glob("*/*.png"))):
+        path.rename(root / "train" / f"image_{index:04d}.png")
+    for folder in (root / "train").iterdir():
+        if folder.is_dir():
+            folder.rmdir()
+    return root

@@ -150,7 +150,7 @@ def test_fashion_mnist_files_are_not_taken_for_mnist(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_names_the_known_ones():
-    with pytest.raises(BadInput, match="unknown dataset 'imagenet'; known: mnist, fashion-mnist, fashion-mnist-pairs, fashion-mnist-triples, cifar10, cifar100, tinyimagenet, folder, npz, synthetic"):
+    with pytest.raises(BadInput, match="unknown dataset 'imagenet'; known: mnist, fashion-mnist, fashion-mnist-pairs, fashion-mnist-triples, cifar10, cifar100, tinyimagenet, imagenet32, imagenet64, folder, npz, packed, synthetic"):
         load_dataset("imagenet")
 
 

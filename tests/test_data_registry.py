@@ -16,12 +16,14 @@ def hermetic(monkeypatch, tmp_path):
     return isolate_data(monkeypatch, tmp_path)
 
 
-def test_registry_names_the_ten_datasets():
+def test_registry_names_the_thirteen_datasets():
     assert dataset_names() == ["mnist", "fashion-mnist", "fashion-mnist-pairs", "fashion-mnist-triples",
-                               "cifar10", "cifar100", "tinyimagenet", "folder", "npz", "synthetic"]
+                               "cifar10", "cifar100", "tinyimagenet", "imagenet32", "imagenet64", "folder", "npz",
+                               "packed", "synthetic"]
 
 
-USERS_DATA = ("folder", "npz")  # normalised by their own training images' statistics, computed at load
+# Normalised by their own training images' statistics, computed at load (a pack: at packing).
+USERS_DATA = ("folder", "npz", "packed")
 
 
 @pytest.mark.parametrize("name", [name for name in DATASETS if name not in USERS_DATA])

@@ -11,50 +11,14 @@ import torch
 from PIL import Image
 
 from cli_runner import vmcr2
-from fixtures_data import balanced_labels, class_patterns, isolate_data
+from fixtures_data import USERS_CLASSES as K
+from fixtures_data import isolate_data, unlabelled, write_folder, write_npz
 from vmcr2_cli.data import load_dataset
 from vmcr2_cli.runs import RunDir
-
-K = 4  # classes of the small sets
-
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     isolate_data(monkeypatch, tmp_path)
-
-
-def write_npz(path: Path, n_train: int = 120, n_test: int = 40, channels: int = 1, size: int = 16, **changes) -> Path:
-    train_y, test_y = balanced_labels(n_train, K, seed=1), balanced_labels(n_test, K, seed=2)
-    x_train = class_patterns(train_y, K, channels, size, seed=1)  # (N, C, H, W) uint8
-    x_test = class_patterns(test_y, K, channels, size, seed=2)
-    arrays = {"x_train": x_train.transpose(0, 2, 3, 1).squeeze(-1) if channels == 1 else x_train.transpose(0, 2, 3, 1),
-              "y_train": train_y, "x_test": x_test.transpose(0, 2, 3, 1).squeeze(-1) if channels == 1
-              else x_test.transpose(0, 2, 3, 1), "y_test": test_y}
-    arrays.update(changes)
-    np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
-    return path
-
-
-def write_folder(root: Path, per_class: int = 30, test_per_class: int = 10, sizes=((20, 24),), mode="RGB") -> Path:
-    for split, count, seed in (("train", per_class, 1), ("test", test_per_class, 2)):
-        labels = np.repeat(np.arange(K), count)
-        patterns = class_patterns(labels, K, 3, 28, seed=seed)
-        for index, (label, pattern) in enumerate(zip(labels, patterns)):
-            folder = root / split / f"class_{'abcd'[label]}"
-            folder.mkdir(parents=True, exist_ok=True)
-            image = Image.fromarray(pattern.transpose(1, 2, 0)).convert(mode)
-            image.resize(sizes[index % len(sizes)]).save(folder / f"{index:04d}.png")
-    return root
-
-
-def unlabelled(root: Path) -> Path:
-    """``root``'s training images moved out of their class folders into train/ itself (new names)."""
-    for index, path in enumerate(sorted((root / "train").glob("*/*.png"))):
-        path.rename(root / "train" / f"image_{index:04d}.png")
-    for folder in (root / "train").iterdir():
-        if folder.is_dir():
-            folder.rmdir()
-    return root
 
 
 def test_npz_loads_as_the_arrays_say(tmp_path):

@@ -22,6 +22,7 @@ from vmcr2_cli.commands import embed as embed_command
 from vmcr2_cli.commands import eval as eval_command
 from vmcr2_cli.commands import export as export_command
 from vmcr2_cli.commands import latch as latch_command
+from vmcr2_cli.commands import pack as pack_command
 from vmcr2_cli.commands import train as train_command
 from vmcr2_cli.commands import watch as watch_command
 from vmcr2_cli.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, RunFailed, Stopped
@@ -57,6 +58,7 @@ app.command("latch")(latch_command.latch)
 app.command("compare")(compare_command.compare)
 app.command("embed")(embed_command.embed)
 app.command("export")(export_command.export)
+app.command("pack")(pack_command.pack)
 app.command("bench")(bench_command.bench)
 
 

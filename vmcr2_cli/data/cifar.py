@@ -69,14 +69,14 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def unpickle(raw: bytes, where: str) -> dict:
-    """A CIFAR pickle as a dict with str keys. Raises DatasetCorrupt naming ``where``."""
+def unpickle(raw: bytes, where: str, what: str = "a CIFAR python batch") -> dict:
+    """A pickled dict of arrays (a CIFAR batch: ``what``) with str keys. Raises DatasetCorrupt naming ``where``."""
     try:
         loaded = _ArraysOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as error:
-        raise DatasetCorrupt(f"{where} is not a CIFAR python batch: {one_line(error)}") from error
+        raise DatasetCorrupt(f"{where} is not {what}: {one_line(error)}") from error
     if not isinstance(loaded, dict):
-        raise DatasetCorrupt(f"{where} is not a CIFAR python batch (a {type(loaded).__name__}, not a dict)")
+        raise DatasetCorrupt(f"{where} is not {what} (a {type(loaded).__name__}, not a dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in loaded.items()}
 
 

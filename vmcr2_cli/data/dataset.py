@@ -85,6 +85,7 @@ class Splits:
     class_names: list[str]
     source: str = ""
     labelled_train: bool = True  # False: train_labels are placeholders (see ImageDataset)
+    statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) where the files say
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The training set on the device, batched, augmented and normalised there (DESIGN §6).
 
-The whole set lives on the device as uint8. Each epoch is a permutation, each batch is
+The whole set lives on the device as uint8 — or, for a packed dataset (read from disk) and a set too
+large for the GPU's free memory, on the host: each batch's images are then gathered on the host in a
+background thread, a few batches ahead, and copied to the device without blocking it (streamed). Each epoch is a permutation, each batch is
 indexed on the device, augmented there in a few batched tensor ops and converted to
 normalised floats. A CPU copy of the labels goes with each batch, so the objectives can
 group samples by class without a device→host synchronisation.
@@ -26,7 +28,9 @@ import torch
 
 from vmcr2_cli.data import augment as augmentations
 from vmcr2_cli.data import views as view_augmentations
+from vmcr2_cli.data.packed import PackedImages, read_rows
 from vmcr2_cli.data.preprocessing import normalisation_constants
+from vmcr2_cli.data.read_ahead import ReadAhead
 from vmcr2_cli.data.seeding import cpu_generator
 from vmcr2_cli.errors import BadInput
 
@@ -63,7 +67,26 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
-def _check_split(images: torch.Tensor, labels: torch.Tensor) -> None:
+READ_AHEAD = 3  # batches a streamed loader reads ahead of the step
+DEVICE_SHARE = 0.5  # the most of a GPU's free memory a dataset held on it may take
+
+
+def _held_on_device(images: torch.Tensor | PackedImages, device: torch.device) -> bool:
+    """Whether the images go whole onto ``device``: not a packed set, and on a GPU only where they fit."""
+    if isinstance(images, PackedImages):
+        return False
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.numel() <= DEVICE_SHARE * free
+
+
+def _gather(images: torch.Tensor | PackedImages, indices: torch.Tensor) -> torch.Tensor:
+    """The rows ``indices`` of host images, as one uint8 tensor."""
+    return images.read(indices.numpy()) if isinstance(images, PackedImages) else images.index_select(0, indices)
+
+
+def _check_split(images: torch.Tensor | PackedImages, labels: torch.Tensor) -> None:
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
@@ -128,7 +151,8 @@ class DeviceLoader:
         self.rank = rank
         self.world_size = world_size
         self.num_samples = images.shape[0]
-        self.images = images.to(self.device)
+        self.streamed = not _held_on_device(images, self.device)
+        self.images = images if self.streamed else images.to(self.device)
         self.labels = labels.to(device=self.device, dtype=torch.int64)
         self.labels_cpu = labels.to(device="cpu", dtype=torch.int64)
         self.normalize = Normalizer(mean, std, images.shape[1], self.device, dtype, channels_last)
@@ -163,22 +187,45 @@ class DeviceLoader:
         if not 0 <= start_step <= self.steps_per_epoch:
             raise ValueError(f"start_step must be in [0, {self.steps_per_epoch}], got {start_step}")
         order_cpu = self.permutation(epoch)
-        order = _to_device(order_cpu, self.device)  # one copy per epoch; batches are sliced on the device
-        for step in range(start_step, self.steps_per_epoch):
-            start, stop = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
-            params = self.augment_params(epoch, step, stop - start)
-            # This rank's contiguous share of the global batch (all of it without DDP).
-            low = start + (stop - start) * self.rank // self.world_size
-            high = start + (stop - start) * (self.rank + 1) // self.world_size
-            shard, params = slice(low, high), params[low - start : high - start]
+        steps = range(start_step, self.steps_per_epoch)
+        if self.streamed:  # this rank's share of each batch, read ahead on the host
+            reads = ReadAhead(lambda step: _gather(self.images, order_cpu[self._share(step)]), steps, READ_AHEAD,
+                              pin=self.device.type == "cuda")
+        else:
+            order = _to_device(order_cpu, self.device)  # one copy per epoch; batches are sliced on the device
+        try:
+            for step in steps:
+                yield step, self._batch(epoch, step, order_cpu,
+                                        _to_device(next(reads), self.device) if self.streamed else None,
+                                        None if self.streamed else order)
+        finally:
+            if self.streamed:
+                reads.close()
+
+    def _share(self, step: int) -> slice:
+        """This rank's contiguous share of the global batch ``step`` (all of it without DDP), as positions in
+        the epoch's order."""
+        start, stop = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
+        return slice(start + (stop - start) * self.rank // self.world_size,
+                     start + (stop - start) * (self.rank + 1) // self.world_size)
+
+    def _batch(self, epoch: int, step: int, order_cpu: torch.Tensor, images: torch.Tensor | None,
+               order: torch.Tensor | None) -> Batch:
+        """Batch ``step``: its images given (streamed) or indexed on the device in ``order``."""
+        start, stop = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
+        shard = self._share(step)
+        params = self.augment_params(epoch, step, stop - start)[shard.start - start : shard.stop - start]
+        if images is None:
             indices = order[shard]
             images = self.images.index_select(0, indices)
-            if self.augment == augmentations.RESIZED_CROP:
-                images = view_augmentations.apply_views(images, params)
-            elif self.augment != "none":
-                images = augmentations.apply(self.augment, images, _to_device(params, self.device), self.padding)
-            labels = self.batch_labels(self.labels.index_select(0, indices))
-            yield step, Batch(self.normalize(images), labels, self.batch_labels(self.labels_cpu[order_cpu[shard]]))
+        if self.augment == augmentations.RESIZED_CROP:
+            images = view_augmentations.apply_views(images, params)
+        elif self.augment != "none":
+            images = augmentations.apply(self.augment, images, _to_device(params, self.device), self.padding)
+        labels_cpu = self.labels_cpu[order_cpu[shard]]
+        labels = self.batch_labels(_to_device(labels_cpu, self.device) if self.streamed
+                                   else self.labels.index_select(0, indices))
+        return Batch(self.normalize(images), labels, self.batch_labels(labels_cpu))
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         """The whole set in dataset order, unaugmented, the last partial batch kept (all ranks)."""
@@ -211,7 +258,7 @@ def _eval_batches(images, labels, labels_cpu, batch_size, device, normalize) -> 
     for start in range(0, images.shape[0], batch_size):
         stop = start + batch_size
         yield Batch(
-            normalize(_to_device(images[start:stop], device)),
+            normalize(_to_device(read_rows(images, start, stop), device)),
             _to_device(labels[start:stop], device),
             labels_cpu[start:stop],
         )

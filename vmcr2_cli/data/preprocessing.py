@@ -106,6 +106,11 @@ def normalisation_constants(mean: Sequence[float], std: Sequence[float], channel
     return (1.0 / (255.0 * std_t)).view(1, -1, 1, 1), (mean_t / std_t).view(1, -1, 1, 1)
 
 
+# The most pixels a file may decode to: larger images are refused before they are decoded, since a
+# small file can claim a huge canvas (a decompression bomb). 50 megapixels is a 7071² photograph;
+# PIL's own warning starts at 89.
+MAX_PIXELS = 50_000_000
+
 # PIL modes without colour: a folder of only these is a grey dataset, and embed converts them
 # to RGB for a colour run (and colour modes to grey for a grey one).
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")

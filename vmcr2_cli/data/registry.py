@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vmcr2_cli.data import cifar, compositions, idx, synthetic, tinyimagenet, user_files
+from vmcr2_cli.data import cifar, compositions, idx, imagenet_downsampled, packed, synthetic, tinyimagenet, user_files
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
 from vmcr2_cli.data.discovery import default_cache_dir, search_roots
 from vmcr2_cli.data.label_noise import apply_label_noise
@@ -67,8 +67,11 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("cifar10", cifar.load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "crop-flip", "CIFAR-10, 50k/10k, 3×32×32", num_classes=10, num_train=50000),
         DatasetSpec("cifar100", cifar.load_cifar100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "crop-flip", "CIFAR-100 (fine labels), 50k/10k, 3×32×32", num_classes=100, num_train=50000),
         DatasetSpec("tinyimagenet", tinyimagenet.load_tinyimagenet, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), "flip", "Tiny ImageNet, 100k/10k (val), 3×32×32 (resized from 64)", num_classes=200, num_train=100000),
+        DatasetSpec("imagenet32", imagenet_downsampled.load_imagenet32, imagenet_downsampled.MEAN, imagenet_downsampled.STD, "crop-flip", "ImageNet-1k downsampled to 3×32×32 (Chrabaszcz et al. 2017), 1.28M/50k (val)", num_classes=1000, num_train=imagenet_downsampled.NUM_TRAIN),
+        DatasetSpec("imagenet64", imagenet_downsampled.load_imagenet64, imagenet_downsampled.MEAN, imagenet_downsampled.STD, "crop-flip", "ImageNet-1k downsampled to 3×64×64, 1.28M/50k (val); pack it first: it decodes to 15.7 GB", num_classes=1000, num_train=imagenet_downsampled.NUM_TRAIN),
         DatasetSpec("folder", user_files.load_folder, (), (), "none", "your images: data_root/{train,test}/<class>/*.png|jpg, resized to image_size", ("image_size",)),
         DatasetSpec("npz", user_files.load_npz, (), (), "none", "your arrays: data_root = a .npz with x_train, y_train, x_test, y_test (uint8)"),
+        DatasetSpec("packed", packed.load_packed, (), (), "none", "a dataset packed on disk by vmcr2 pack (data_root = its folder), read a batch at a time"),
         DatasetSpec("synthetic", synthetic.load_synthetic, (0.5,), (synthetic.SIGNAL_STD,), "none", "mixture of k random subspaces in pixel space", tuple(synthetic.DEFAULTS)),
     ]
 }
@@ -80,6 +83,8 @@ ALIASES = {
     "cifar-100": "cifar100",
     "tiny-imagenet": "tinyimagenet",
     "tiny-imagenet-200": "tinyimagenet",
+    "imagenet-32": "imagenet32",
+    "imagenet-64": "imagenet64",
 }
 
 
@@ -131,16 +136,7 @@ def load_dataset(
         raise BadInput(f"unknown dataset option(s) {', '.join(unknown)}{known}")
     if not 0.0 <= float(label_noise) <= 1.0:
         raise BadInput(f"label_noise must be a fraction in [0, 1], got {label_noise}")
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    context = LoadContext(
-        name=spec.name,
-        roots=tuple(search_roots(data_root, cache)),
-        cache_dir=cache,
-        download=download,
-        seed=seed,
-        options=options,
-    )
-    splits = spec.load(context)
+    splits = spec.load(load_context(spec.name, data_root, download, seed, cache_dir, options))
     num_classes = len(splits.class_names)
     channels = splits.train_images.shape[1]
     if not splits.labelled_train and label_noise:
@@ -148,6 +144,8 @@ def load_dataset(
     noisy = apply_label_noise(splits.train_labels, float(label_noise), num_classes, seed) if label_noise else None
     if spec.mean:
         mean, std = _per_channel(spec.mean, channels), _per_channel(spec.std, channels)
+    elif splits.statistics:
+        mean, std = splits.statistics
     else:
         mean, std = user_files.training_statistics(splits.train_images)
     evaluation = (dict(test_images=splits.test_images, test_labels=splits.test_labels) if splits.labelled_train
@@ -165,6 +163,14 @@ def load_dataset(
         clean_train_labels=splits.train_labels if noisy is not None else None,
         **evaluation,
     )
+
+
+def load_context(name: str, data_root: str | os.PathLike | None = None, download: bool = True, seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None, options: dict[str, Any] | None = None) -> LoadContext:
+    """What the loader of dataset ``name`` is given (see :func:`load_dataset` for the arguments)."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    return LoadContext(name=name, roots=tuple(search_roots(data_root, cache)), cache_dir=cache, download=download,
+                       seed=seed, options=options or {})
 
 
 def _reference_and_test_halves(images: torch.Tensor, labels: torch.Tensor, num_classes: int,

@@ -18,6 +18,9 @@ images' own per-channel mean and standard deviation.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,26 +28,27 @@ import torch
 
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.errors import DatasetCorrupt, DatasetNotFound
-from vmcr2_cli.data.preprocessing import GREY_MODES, fit_image, image_array
-from vmcr2_cli.errors import BadInput
+from vmcr2_cli.data.memory import check_fits_in_memory
+from vmcr2_cli.data.preprocessing import GREY_MODES, MAX_PIXELS, fit_image, image_array
+from vmcr2_cli.errors import BadInput, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _given_path(ctx: LoadContext) -> Path:
+def given_path(ctx: LoadContext) -> Path:
     """The --data-root (or config ``data_root``) path: these datasets are nowhere else."""
     for root in ctx.roots:
         if root.origin == "--data-root":
             return root.path
-    what = "the .npz file" if ctx.name == "npz" else "the folder with train/ and test/"
+    what = {"npz": "the .npz file", "packed": "the folder vmcr2 pack wrote"}.get(ctx.name, "the folder with train/ and test/")
     raise BadInput(f"dataset {ctx.name}: set data_root (or --data-root) to {what}")
 
 
 # ----------------------------------------------------------------------------- npz
 
 def load_npz(ctx: LoadContext) -> Splits:
-    path = _given_path(ctx)
+    path = given_path(ctx)
     if not path.is_file():
         raise DatasetNotFound(f"dataset npz: {path} is not a file (data_root names the .npz file)")
     try:
@@ -102,9 +106,20 @@ def _check_classes(train_labels: torch.Tensor, test_labels: torch.Tensor, num_cl
 
 # ----------------------------------------------------------------------------- folder
 
-def load_folder(ctx: LoadContext) -> Splits:
-    root = _given_path(ctx)
-    size = int(ctx.options.get("image_size", 32))
+@dataclass(frozen=True)
+class FolderListing:
+    """An ImageFolder tree before decoding: its classes, each split's (label, file) pairs in order,
+    whether train/ has labels, and whether any image is in colour (then every image is read as RGB)."""
+
+    root: Path
+    classes: list[str]
+    files: dict[str, list[tuple[int, Path]]]
+    labelled_train: bool
+    colour: bool
+
+
+def list_folder(root: Path) -> FolderListing:
+    """The tree at ``root``, checked; one-line errors for a tree that is not a dataset."""
     splits = {}
     for split in ("train", "test"):
         folder = root / split
@@ -128,18 +143,29 @@ def load_folder(ctx: LoadContext) -> Splits:
     if not labelled_train:
         files["train"] = [(0, path) for path in _image_files(root / "train", required=True)]
     colour = any(_mode(path) not in GREY_MODES for _, path in files["train"] + files["test"])
-    decoded = {split: _decode([path for _, path in files[split]], size, colour) for split in files}
+    return FolderListing(root, classes, {"train": files["train"], "test": files["test"]}, labelled_train, colour)
+
+
+def load_folder(ctx: LoadContext) -> Splits:
+    listing = list_folder(given_path(ctx))
+    size = int(ctx.options.get("image_size", 32))
+    if size:
+        count = len(listing.files["train"]) + len(listing.files["test"])
+        check_fits_in_memory(count * (3 if listing.colour else 1) * size * size, f"dataset folder {listing.root}")
+    decoded = {split: [decode_file(path, size, listing.colour) for _, path in listing.files[split]]
+               for split in listing.files}
     shapes = {tuple(image.shape) for split in decoded for image in decoded[split]}
     if len(shapes) > 1:
-        raise DatasetCorrupt(f"dataset folder: images of sizes {', '.join(map(str, sorted(shapes)[:3]))} in {root}; "
-                             f"set image_size (e.g. 32) to resize them")
+        raise DatasetCorrupt(f"dataset folder: images of sizes {', '.join(map(str, sorted(shapes)[:3]))} in "
+                             f"{listing.root}; set image_size (e.g. 32) to resize them")
     tensors = []
     for split in ("train", "test"):
-        labels = torch.tensor([index for index, _ in files[split]], dtype=torch.int64)
-        images = torch.stack(decoded[split]) if decoded[split] else torch.zeros((0, *next(iter(shapes))),
-                                                                               dtype=torch.uint8)
+        labels = torch.tensor([index for index, _ in listing.files[split]], dtype=torch.int64)
+        images = (torch.from_numpy(np.stack(decoded[split])) if decoded[split]
+                  else torch.zeros((0, *next(iter(shapes))), dtype=torch.uint8))
         tensors += [images, labels]
-    return Splits(*tensors, class_names=classes, source=str(root), labelled_train=labelled_train)
+    return Splits(*tensors, class_names=listing.classes, source=str(listing.root),
+                  labelled_train=listing.labelled_train)
 
 
 def _image_files(folder: Path, required: bool) -> list[Path]:
@@ -159,29 +185,40 @@ def _mode(path: Path) -> str:
         raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({error})") from None
 
 
-def _decode(paths: list[Path], size: int, colour: bool) -> list[torch.Tensor]:
-    """Each image as uint8 (C, H, W): shorter side resized to ``size`` and centre-cropped (size 0: as is)."""
+def decode_file(path: Path, size: int, colour: bool) -> np.ndarray:
+    """A file's image as uint8 (C, H, W): shorter side resized to ``size`` and centre-cropped (size 0: as
+    is), RGB when ``colour``. An unreadable file, or one above :data:`MAX_PIXELS`, is a one-line error."""
     from PIL import Image
 
-    images = []
-    for path in paths:
-        try:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below decides
             with Image.open(path) as image:
-                images.append(image_array(fit_image(image, 3 if colour else 1, (size, size) if size else None)))
-        except OSError as error:
-            raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({error})") from None
-    return images
+                if image.width * image.height > MAX_PIXELS:
+                    raise DatasetCorrupt(f"dataset folder: {path} is {image.width}×{image.height} pixels, above the "
+                                         f"cap of {MAX_PIXELS:,} (a decompression bomb?)")
+                return image_array(fit_image(image, 3 if colour else 1, (size, size) if size else None)).numpy()
+    except Image.DecompressionBombError as error:
+        raise DatasetCorrupt(f"dataset folder: {path} is larger than PIL allows ({one_line(error)})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({one_line(error)})") from None
 
 
 def training_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, on the [0, 1] scale."""
-    sums = torch.zeros(images.shape[1], dtype=torch.float64)
+    return statistics_of_chunks(images.split(4096), images.shape[1])
+
+
+def statistics_of_chunks(chunks: Iterable[torch.Tensor], channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """:func:`training_statistics` of the images that ``chunks`` (uint8 (n, C, H, W) each) hold together."""
+    sums = torch.zeros(channels, dtype=torch.float64)
     squares = torch.zeros_like(sums)
-    for chunk in images.split(4096):
+    count = 0
+    for chunk in chunks:
         values = chunk.double() / 255
         sums += values.sum(dim=(0, 2, 3))
         squares += values.square().sum(dim=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
     mean = sums / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)  # a constant channel: no 0
     return tuple(mean.tolist()), tuple(std.tolist())

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vmcr2_cli.config import FIELDS, TrainConfig
+from vmcr2_cli.data.packed import PackedImages, read_rows
 from vmcr2_cli.data.preprocessing import Preprocess, Preprocessing
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.evaluation.loading import OpenedRun, device_named, load_state, open_run
@@ -68,12 +69,13 @@ class Featurizer:
         return len(self.class_names)
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """(N, d) float32 unit rows on the CPU of uint8 (N, C, H, W) images at the stored (or network) shape."""
+    def features(self, images: torch.Tensor | PackedImages, batch_size: int | None = None) -> torch.Tensor:
+        """(N, d) float32 unit rows on the CPU of uint8 (N, C, H, W) images at the stored (or network) shape
+        (or a packed dataset's, read a batch at a time)."""
         batch_size = batch_size or self.config.batch_size
         chunks = []
         for start in range(0, images.shape[0], batch_size):
-            batch = self.preprocess(images[start:start + batch_size].to(self.device))
+            batch = self.preprocess(read_rows(images, start, start + batch_size).to(self.device))
             if self.precision.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with self.precision.autocast:

@@ -20,13 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmcr2_cli.data.preprocessing import GREY_MODES, Preprocessing, fit_image, image_array
+from vmcr2_cli.data.preprocessing import GREY_MODES, MAX_PIXELS, Preprocessing, fit_image, image_array
 from vmcr2_cli.data.user_files import IMAGE_SUFFIXES
 from vmcr2_cli.errors import BadInput
 
-# Larger images are refused before they are decoded: a small file can claim a huge canvas
-# (a decompression bomb). 50 megapixels is a 7071² photograph; PIL's own warning starts at 89.
-MAX_PIXELS = 50_000_000
 DECODE_THREADS = 8  # PIL decodes without the GIL
 
 
