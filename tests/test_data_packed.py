@@ -149,6 +149,19 @@ def test_streamed_batches_equal_the_in_memory_ones_and_each_rank_reads_its_share
         assert torch.equal(torch.cat([rank_0.images, rank_1.images]), whole_batch.images)
 
 
+def test_a_set_too_large_for_the_device_streams_from_host_memory_as_it_would_on_it(tmp_path, capsys, monkeypatch):
+    from vmcr2_cli.data import device_loader
+
+    dataset = load_dataset("packed", data_root=pack_folder(tmp_path, capsys), download=False)
+    whole = dataset.train_images.read()
+    held = DeviceLoader(whole, dataset.train_labels, 40, augment="crop-flip", seed=1)
+    monkeypatch.setattr(device_loader, "_held_on_device", lambda images, device: False)  # as a full GPU says
+    streamed = DeviceLoader(whole, dataset.train_labels, 40, augment="crop-flip", seed=1)
+    assert streamed.streamed and streamed.images is whole
+    for (_, mine), (_, theirs) in zip(streamed.epoch(1), held.epoch(1), strict=True):
+        assert torch.equal(mine.images, theirs.images) and torch.equal(mine.labels, theirs.labels)
+
+
 def test_a_loader_stopped_early_stops_its_reading_thread(tmp_path, capsys):
     import threading
 
@@ -238,6 +251,16 @@ def test_downsampled_imagenet_packs_a_batch_file_at_a_time(tmp_path, capsys, mon
                          for name, where in (("packed", tmp_path / "packed"), ("imagenet32", root)))
     assert torch.equal(packed.train_images.read(), in_memory.train_images)
     assert torch.equal(packed.test_labels, in_memory.test_labels) and packed.mean == in_memory.mean
+
+
+def test_the_imagenet32_profile_trains_on_the_published_format(tmp_path, capsys):
+    root = write_downsampled_imagenet(tmp_path / "downsampled")
+    small = ("--objective", "ce", "--set", "model=mnist-cnn", "--set", "width=0.25", "--set", "feature_dim=16",
+             "--batch-size", "20", "--epochs", "1", "--set", "eval_every=0", "--set", "latch_every=0")
+    code, out, err = vmcr2("train", "--profile", "imagenet32", "--data-root", root, *small, "--runs-dir",
+                           tmp_path / "runs", "--json", capsys=capsys)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "finished"
 
 
 def test_a_downsampled_imagenet_file_that_would_run_code_is_refused(tmp_path, capsys):
