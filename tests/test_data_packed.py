@@ -365,6 +365,14 @@ def test_a_folder_larger_than_the_free_memory_is_refused_before_decoding_with_th
     assert load_dataset("folder", data_root=tmp_path / "images", download=False, image_size=16).num_train == 120
 
 
+def test_an_npz_larger_than_the_free_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    source = write_npz(tmp_path / "mine.npz")
+    monkeypatch.setattr(memory_module, "available_memory", lambda: (1000, "the cgroup's memory limit"))
+    with pytest.raises(BadInput, match="dataset npz .*mine.npz decodes to 0.0 GiB of images, more than the 0.0 GiB "
+                                       "the cgroup's memory limit leaves"):
+        load_dataset("npz", data_root=source, download=False)
+
+
 def test_the_available_memory_counts_the_address_space_limit(monkeypatch):
     import resource
 

@@ -19,6 +19,7 @@ images' own per-channel mean and standard deviation.
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ def load_npz(ctx: LoadContext) -> Splits:
     path = given_path(ctx)
     if not path.is_file():
         raise DatasetNotFound(f"dataset npz: {path} is not a file (data_root names the .npz file)")
+    _check_npz_fits(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
@@ -73,6 +75,16 @@ def load_npz(ctx: LoadContext) -> Splits:
         raise DatasetCorrupt(f"{path}: class_names has {len(names)} names for {num_classes} classes")
     return Splits(train_images, train_labels, test_images, test_labels,
                   names or [str(j) for j in range(num_classes)], source=str(path))
+
+
+def _check_npz_fits(path: Path) -> None:
+    """The arrays' decompressed size (the zip's own record of each member) against the free memory."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(member.file_size for member in archive.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return  # np.load says what is wrong with it
+    check_fits_in_memory(size, f"dataset npz {path}")
 
 
 def _images(array: np.ndarray, what: str) -> torch.Tensor:
