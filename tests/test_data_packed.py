@@ -149,6 +149,24 @@ def test_streamed_batches_equal_the_in_memory_ones_and_each_rank_reads_its_share
         assert torch.equal(torch.cat([rank_0.images, rank_1.images]), whole_batch.images)
 
 
+def test_two_processes_train_from_a_pack_as_from_the_folder_itself(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    packed = pack_folder(tmp_path, capsys)
+    common = ["--nproc", "2", "--profile", "synthetic", "--epochs", "1", "--batch-size", "40", "--set",
+              "atoms_per_class=2", "--set", "augment=crop-flip", "--set", "precision=fp32", "--set", "eval_every=1",
+              "--runs-dir", str(tmp_path / "runs")]
+    for name, data in (("folder", ["--set", "dataset=folder", "--data-root", str(tmp_path / "images"), "--set",
+                                   "image_size=16"]), ("packed", ["--set", "dataset=packed", "--data-root", str(packed)])):
+        done = subprocess.run([sys.executable, "-m", "vmcr2_cli", "train", *common, *data, "--name", name],
+                              capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+    folder_run, packed_run = (next((tmp_path / "runs").glob(f"*-{name}")) for name in ("folder", "packed"))
+    assert RunDir.open(packed_run).read_meta()["world_size"] == 2
+    assert run_lines(packed_run) == run_lines(folder_run)
+
+
 def test_a_set_too_large_for_the_device_streams_from_host_memory_as_it_would_on_it(tmp_path, capsys, monkeypatch):
     from vmcr2_cli.data import device_loader
 
