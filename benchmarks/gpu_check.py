@@ -11,7 +11,8 @@ in this order, most telling first:
 3. the host-sync census (``benchmarks/sync_census.py``): two epochs of a Tiny-ImageNet-shaped
    V-MCR² run under ``torch.cuda.set_sync_debug_mode("warn")``, each sync site and its count;
 4. ``--resume`` of step 2's run from its CUDA checkpoint to a second epoch, with a latch and
-   step lines; then one epoch of the tangent method;
+   step lines; then one epoch of the tangent method; then ``vmcr2 pack`` of the CIFAR-100 files and
+   step 2's epoch again from the pack (streamed from disk, pinned, non-blocking copies);
 5. the CUDA tests (``pytest -m gpu``), where pytest is installed;
 6. ``vmcr2 bench`` of the objectives alone at the paper's shape (m = 2000, d = 500, q = 10·k,
    k = 10 … 1000), and of ResNet-18 training steps at batch 2000, whole and with micro_batch 500
@@ -309,6 +310,7 @@ def _steps(check: Check) -> list[tuple[str, Callable[[str], Result]]]:
         ("sync census: 2 epochs of tinyimagenet V-MCR²", lambda name: _census(check, name, data)),
         ("resume from the checkpoint: a 2nd epoch with a latch", lambda name: _resume(check, name, first)),
         one_epoch("cifar100", "vmcr2-tangent"),
+        (f"pack CIFAR-100, train 1 epoch from the pack: {first}", lambda name: _packed(check, name, first, data)),
         ("CUDA tests (pytest -m gpu)", lambda name: _cuda_tests(check, name)),
         ("bench: objectives at the paper's shape", lambda name: _bench(check, name, sizes.bench)),
         ("bench: ResNet-18 training step", lambda name: _bench(check, name, sizes.step_bench)),
@@ -395,6 +397,20 @@ def _ddp(check: Check, name: str, data: Path) -> Result:
     expected = "nccl" if check.sizes.device == "cuda" else "gloo"
     if result.status == "passed" and expected not in str(result.figures.get("backend")):
         result.status, result.reason = "failed", f"backend {result.figures.get('backend')!r}, expected {expected}"
+    return result
+
+
+def _packed(check: Check, title: str, first: str, data: Path) -> Result:
+    """`vmcr2 pack cifar100`, then the first step's epoch again from the pack: batches streamed from disk
+    through pinned memory, their epoch time beside the in-memory one's."""
+    packed = check.out / "cifar100.packed"
+    packing, _ = check.run(title, _vmcr2("pack", "cifar100", str(packed), "--data-root", str(data)))
+    if packing.status != "passed":
+        return packing
+    result = _train(check, title, f"{first}-packed", ["--profile", "cifar100", "--set", "objective=vmcr2",
+                                                      "--set", "latch_every=1", "--set", "dataset=packed"], packed)
+    in_memory = _run_figures(Result(title, []), _run_dir(check, first)).figures
+    result.figures.update(pack_s=packing.seconds, in_memory_epoch_time_s=in_memory.get("epoch_time_s"))
     return result
 
 

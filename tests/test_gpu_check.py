@@ -95,7 +95,7 @@ def test_sigterm_records_the_running_step_as_killed_and_the_rest_as_not_started(
     assert process.returncode == 128 + signal.SIGTERM
     steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
     statuses = [step["status"] for step in steps]
-    assert len(steps) == 19 and "failed" not in statuses  # every step is listed, finished or not
+    assert len(steps) == 20 and "failed" not in statuses  # every step is listed, finished or not
     # The three it waited for, recorded whole (a signal waits while a record is written), then the
     # running step killed, then the rest not started.
     killed = statuses.index("killed")
@@ -108,7 +108,7 @@ def test_no_step_starts_once_the_budget_is_spent(tmp_path):
     process = _start(tmp_path, "--budget-s", "3")
     process.communicate(timeout=120)
     steps = json.loads((tmp_path / "gpu_check.json").read_text())["steps"]
-    assert len(steps) == 19 and steps[0]["status"] == "passed"
+    assert len(steps) == 20 and steps[0]["status"] == "passed"
     spent = [step for step in steps if step["reason"] == "the time budget was spent"]
     assert spent and all(step["status"] == "skipped" for step in spent)
     assert all(step["seconds"] <= 4 for step in steps)  # a step running at the deadline is stopped there
