@@ -350,9 +350,7 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     if config.objective in SELF_SUPERVISED and config.augment != RESIZED_CROP:
         raise BadInput(f"{where}: objective = {config.objective!r} learns from random views of each image: "
                        f"it needs augment = {RESIZED_CROP!r}, not {config.augment!r}")
-    if config.augment in FLIPPING and not spec.mirror_safe:
-        raise BadInput(f"{where}: augment = {config.augment!r} flips images, which changes the class of "
-                       f"{config.dataset} (read left to right); use augment = 'none'")
+    check_flips(config, spec.mirror_safe, config.dataset, where)
     if config.batch_size % processes:
         raise BadInput(f"{where}: batch_size = {config.batch_size} does not split evenly over {processes} processes")
     if config.dataset == "synthetic":  # its size is the configuration's
@@ -363,6 +361,13 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
         raise BadInput(f"{where}: dataset = {config.dataset!r} needs data_root (or --data-root): "
                        f"{spec.description.split(': ', 1)[1]}")
     return config
+
+
+def check_flips(config: TrainConfig, mirror_safe: bool, data: str, where: str) -> None:
+    """A flip of images whose class is read left to right (composed images) is refused."""
+    if config.augment in FLIPPING and not mirror_safe:
+        raise BadInput(f"{where}: augment = {config.augment!r} flips images, which changes the class of "
+                       f"{data} (read left to right); use augment = 'none'")
 
 
 def check_data_fit(config: TrainConfig, num_classes: int, num_train: int, where: str) -> None:

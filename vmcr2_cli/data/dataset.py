@@ -44,6 +44,7 @@ class ImageDataset:
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
     labelled_train: bool = True
+    mirror_safe: bool = True  # False: a horizontal flip changes the class (composed images)
     reference_images: torch.Tensor | None = None
     reference_labels: torch.Tensor | None = None
 
@@ -85,6 +86,7 @@ class Splits:
     class_names: list[str]
     source: str = ""
     labelled_train: bool = True  # False: train_labels are placeholders (see ImageDataset)
+    mirror_safe: bool = True  # False where the files say so (a pack of composed images)
     statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) where the files say
 
 

@@ -157,13 +157,15 @@ class Manifest:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     labelled_train: bool
+    mirror_safe: bool
     source: str
     source_digest: str
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "image_shape": list(self.image_shape),
                 "counts": self.counts, "class_names": self.class_names, "mean": list(self.mean),
-                "std": list(self.std), "labelled_train": self.labelled_train, "source": self.source,
+                "std": list(self.std), "labelled_train": self.labelled_train,
+                "mirror_safe": self.mirror_safe, "source": self.source,
                 "source_digest": self.source_digest}
 
     @classmethod
@@ -189,7 +191,8 @@ class Manifest:
                            {split: int(values["counts"][split]) for split in SPLITS},
                            [str(name) for name in values["class_names"]],
                            tuple(float(v) for v in values["mean"]), tuple(float(v) for v in values["std"]),
-                           bool(values["labelled_train"]), str(values["source"]), str(values["source_digest"]))
+                           bool(values["labelled_train"]), bool(values["mirror_safe"]), str(values["source"]),
+                           str(values["source_digest"]))
         except (KeyError, TypeError, ValueError) as error:
             raise DatasetCorrupt(f"{path} lacks or garbles {error}: not a whole manifest") from None
         channels = manifest.image_shape[0] if len(manifest.image_shape) == 3 else 0
@@ -230,6 +233,6 @@ def load_packed(ctx: LoadContext) -> Splits:
     train_images, train_labels = open_split(folder, manifest, "train")
     test_images, test_labels = open_split(folder, manifest, "test")
     return Splits(train_images, train_labels, test_images, test_labels, manifest.class_names,
-                  source=str(folder), labelled_train=manifest.labelled_train,
+                  source=str(folder), labelled_train=manifest.labelled_train, mirror_safe=manifest.mirror_safe,
                   statistics=(manifest.mean, manifest.std))
 

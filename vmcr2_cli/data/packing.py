@@ -56,6 +56,7 @@ class PackSource:
     digest: str
     chunks: Callable[[str, int], Chunks]
     statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    mirror_safe: bool = True  # False: a flip changes the class (a composed built-in dataset)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -106,7 +107,7 @@ def _checked(decoded: Iterator[np.ndarray], labels: list[np.ndarray], shape: tup
 
 def arrays_source(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
                   test_labels: torch.Tensor, class_names: list[str], description: str, labelled_train: bool = True,
-                  statistics: tuple | None = None) -> PackSource:
+                  statistics: tuple | None = None, mirror_safe: bool = True) -> PackSource:
     """Splits already in memory (an ``.npz``, a built-in dataset)."""
     arrays = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     hasher = hashlib.sha256(json.dumps(["arrays", class_names]).encode())
@@ -120,7 +121,7 @@ def arrays_source(train_images: torch.Tensor, train_labels: torch.Tensor, test_i
             yield images[first:first + CHUNK].numpy(), labels[first:first + CHUNK].to(torch.int64).numpy()
 
     return PackSource(description, tuple(train_images.shape[1:]), {s: len(arrays[s][0]) for s in SPLITS},
-                      class_names, labelled_train, hasher.hexdigest(), chunks, statistics)
+                      class_names, labelled_train, hasher.hexdigest(), chunks, statistics, mirror_safe)
 
 
 def imagenet_source(ctx: LoadContext, size: int) -> PackSource:
@@ -168,7 +169,8 @@ def source_named(source: str, *, image_size: int | None, data_root: str | None, 
         raise BadInput(f"pack: give the {spec.name} dataset's path as SOURCE, not its name")
     dataset = load_dataset(spec.name, data_root=data_root)
     return arrays_source(dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels,
-                         dataset.class_names, f"{spec.name} ({dataset.source})", statistics=(dataset.mean, dataset.std))
+                         dataset.class_names, f"{spec.name} ({dataset.source})", statistics=(dataset.mean, dataset.std),
+                         mirror_safe=spec.mirror_safe)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -208,7 +210,7 @@ def pack(source: PackSource, out: Path, on_images: Callable[[int], None] = lambd
         counts = dict(progress["done"])
         mean, std = source.statistics or _statistics(out, source.image_shape, counts["train"])
         manifest = Manifest(source.image_shape, counts, source.class_names, tuple(mean), tuple(std),
-                            source.labelled_train, source.description, source.digest)
+                            source.labelled_train, source.mirror_safe, source.description, source.digest)
         atomic_write_json(out / MANIFEST, manifest.to_dict())
     except BadInput:
         if began:

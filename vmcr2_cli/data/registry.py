@@ -160,6 +160,7 @@ def load_dataset(
         std=std,
         augment=spec.augment,
         source=splits.source,
+        mirror_safe=spec.mirror_safe and splits.mirror_safe,
         clean_train_labels=splits.train_labels if noisy is not None else None,
         **evaluation,
     )

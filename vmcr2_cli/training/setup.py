@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from vmcr2_cli.config import TrainConfig, check_data_fit, validation_size
+from vmcr2_cli.config import TrainConfig, check_data_fit, check_flips, validation_size
 from vmcr2_cli.data import DeviceLoader, ImageDataset, load_dataset
 from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.errors import BadInput
@@ -55,6 +55,7 @@ def load_training_data(config: TrainConfig) -> ImageDataset:
                            label_noise=config.label_noise, seed=config.seed, **options)
     # The files may hold fewer images than the published dataset that the config was checked against.
     check_data_fit(config, dataset.num_classes, dataset.num_train, f"data {dataset.source}")
+    check_flips(config, dataset.mirror_safe, dataset.source, f"data {dataset.source}")  # a pack's manifest says
     if not dataset.labelled_train:
         _check_unlabelled(config, dataset.source)
     if config.train_subset and config.train_subset < dataset.num_train:
