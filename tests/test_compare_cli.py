@@ -238,6 +238,13 @@ def test_labels_of_runs_of_one_objective_name_the_keys_that_differ(tmp_path):
     assert run_labels([record("a", 0.1, 0.01), record("b", 1.0, 0.01)]) == ["V-MCR² mu=0.1", "V-MCR² mu=1.0"]
 
 
+def test_a_key_an_older_run_did_not_write_counts_as_its_default_then(tmp_path):
+    old = RunRecord(RunDir(tmp_path / "old"), {}, {"objective": "vmcr2", "mu": 0.03})  # before mu_final, micro_batch
+    new = RunRecord(RunDir(tmp_path / "new"), {}, {"objective": "vmcr2", "mu": 0.03, "mu_final": 1.0,
+                                                   "micro_batch": 0})
+    assert run_labels([old, new]) == ["V-MCR² mu_final=0.0", "V-MCR² mu_final=1.0"]
+
+
 def test_a_2x2_sweep_trains_four_named_runs_and_compares_them(tmp_path, capsys):
     runs = tmp_path / "runs"
     code, out, err = vmcr2("compare", "--train", "--profile", "synthetic", "--objectives", "vmcr2", "--epochs", "1",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmcr2_cli.config import FIELDS
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.evaluation.classical import SCORES
 from vmcr2_cli.numbers import finite, fmt
@@ -134,12 +135,19 @@ def run_labels(records: list[RunRecord]) -> list[str]:
         if len(group) == 1:
             named.append(label)
             continue
-        keys = [key for key in record.config if key not in NOT_DISTINGUISHING
-                and len({repr(other.config.get(key)) for other in group}) > 1]
-        values = " ".join(f"{key}={record.config.get(key)}" for key in keys)
-        distinct = len({tuple(repr(other.config.get(key)) for key in keys) for other in group}) == len(group)
+        keys = [key for key in dict.fromkeys(key for other in group for key in other.config)
+                if key not in NOT_DISTINGUISHING
+                and len({repr(_setting(other, key)) for other in group}) > 1]
+        values = " ".join(f"{key}={_setting(record, key)}" for key in keys)
+        distinct = len({tuple(repr(_setting(other, key)) for key in keys) for other in group}) == len(group)
         named.append(f"{label} {values}" if keys and distinct else f"{label} ({record.run.name})")
     return named
+
+
+def _setting(record: RunRecord, key: str) -> Any:
+    """``key`` in the run's config; a key its version did not write yet had its default then."""
+    field = FIELDS.get(key)
+    return record.config.get(key, field.default if field is not None else None)
 
 
 def _row(record: RunRecord) -> dict[str, Any]:
