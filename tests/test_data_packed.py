@@ -237,6 +237,17 @@ def test_an_interrupted_pack_is_not_a_pack_and_resumes_to_the_same_bytes(tmp_pat
     assert not (cut / packing.PROGRESS).exists()
 
 
+def test_ctrl_c_while_packing_says_how_to_go_on_and_exits_130(tmp_path, capsys, monkeypatch):
+    write_folder(tmp_path / "images")
+
+    def interrupted(source, out, on_images, on_start):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(packing, "pack", interrupted)
+    code, _, err = vmcr2("pack", tmp_path / "images", tmp_path / "packed", "--image-size", "16", capsys=capsys)
+    assert code == 130 and "interrupted: what was packed is kept in" in err and "run the same command again" in err
+
+
 def test_a_finished_pack_is_not_written_again_and_another_source_is_refused(tmp_path, capsys):
     packed = pack_folder(tmp_path, capsys)
     code, _, err = vmcr2("pack", tmp_path / "images", packed, "--image-size", "16", capsys=capsys)

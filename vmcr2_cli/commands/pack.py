@@ -32,7 +32,7 @@ def pack(
 
     from vmcr2_cli.data.packing import pack as write_pack
     from vmcr2_cli.data.packing import source_named
-    from vmcr2_cli.errors import BadInput
+    from vmcr2_cli.errors import EXIT_INTERRUPTED, BadInput, Stopped
 
     if image_size is not None and image_size < 1:
         raise BadInput(f"--image-size {image_size}: must be at least 1")
@@ -52,7 +52,12 @@ def pack(
             if done:
                 messages.print(f"resuming: {done:,} images packed before")
 
-        written = write_pack(found, out, on_images=lambda n: progress.advance(task, n), on_start=start)
+        try:
+            written = write_pack(found, out, on_images=lambda n: progress.advance(task, n), on_start=start)
+        except KeyboardInterrupt:
+            progress.stop()
+            messages.print(f"interrupted: what was packed is kept in {out}; run the same command again to go on")
+            raise Stopped(EXIT_INTERRUPTED) from None
     if not written:
         messages.print(f"{out} already holds this pack of {found.description}; nothing to do")
         return

@@ -84,12 +84,14 @@ def _decoded_chunks(listing: FolderListing, split: str, start: int, size: int, s
     tasks = [([str(path) for _, path in files[i:i + CHUNK]], size, listing.colour) for i in range(0, len(files), CHUNK)]
     labels = [np.array([label for label, _ in files[i:i + CHUNK]], dtype=np.int64) for i in range(0, len(files), CHUNK)]
     if workers <= 1 or len(tasks) <= 1:
-        decoded = map(_decode_chunk, tasks)
-        yield from _checked(decoded, labels, shape, listing.root)
+        yield from _checked(map(_decode_chunk, tasks), labels, shape, listing.root)
         return
     # Processes, not threads: resizing holds the GIL. spawn: the parent's threads (torch's) are not forked.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    try:
         yield from _checked(pool.map(_decode_chunk, tasks), labels, shape, listing.root)
+    finally:  # stopped early (Ctrl-C, a bad image): the chunks not yet decoded are dropped, not waited for
+        pool.shutdown(cancel_futures=True)
 
 
 def _decode_chunk(task: tuple[list[str], int, bool]) -> np.ndarray:
