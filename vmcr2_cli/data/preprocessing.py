@@ -11,8 +11,10 @@ exported ONNX and TorchScript models hold inside their graph.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -131,6 +133,32 @@ def fit_image(image: Any, channels: int, size: tuple[int, int] | None) -> Any:
     image = image.resize(scaled, Image.BILINEAR)
     left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+class UnreadableImage(Exception):
+    """A file that gives no image; the message says why in one line ("not a readable image (…)")."""
+
+
+def read_fitted(path: Path, channels: int, size: tuple[int, int] | None) -> tuple[torch.Tensor, str, tuple[int, int]]:
+    """``path`` as uint8 (C, H, W) in the mode of ``channels``, fitted to ``size`` as :func:`fit_image` fits it,
+    with the file's PIL mode and its (H, W). A file above :data:`MAX_PIXELS` is refused before it is decoded;
+    an empty, truncated or damaged one, or one that is not an image, raises :class:`UnreadableImage` too."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below decides
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise UnreadableImage(f"{image.width}×{image.height} pixels, above the cap of {MAX_PIXELS:,} "
+                                          f"(a decompression bomb?)")
+                image.load()
+                return image_array(fit_image(image, channels, size)), image.mode, (image.height, image.width)
+    except Image.DecompressionBombError as error:
+        raise UnreadableImage(f"larger than PIL allows ({error})".splitlines()[0]) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # empty, truncated, not an image, damaged
+        detail = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnreadableImage(f"not a readable image ({detail})") from None
 
 
 def image_array(image: Any) -> torch.Tensor:

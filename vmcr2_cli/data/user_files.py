@@ -18,7 +18,6 @@ images' own per-channel mean and standard deviation.
 
 from __future__ import annotations
 
-import warnings
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ import torch
 from vmcr2_cli.data.dataset import LoadContext, Splits
 from vmcr2_cli.data.errors import DatasetCorrupt, DatasetNotFound
 from vmcr2_cli.data.memory import check_fits_in_memory
-from vmcr2_cli.data.preprocessing import GREY_MODES, MAX_PIXELS, fit_image, image_array
-from vmcr2_cli.errors import BadInput, one_line
+from vmcr2_cli.data.preprocessing import GREY_MODES, UnreadableImage, read_fitted
+from vmcr2_cli.errors import BadInput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -199,21 +198,12 @@ def _mode(path: Path) -> str:
 
 def decode_file(path: Path, size: int, colour: bool) -> np.ndarray:
     """A file's image as uint8 (C, H, W): shorter side resized to ``size`` and centre-cropped (size 0: as
-    is), RGB when ``colour``. An unreadable file, or one above :data:`MAX_PIXELS`, is a one-line error."""
-    from PIL import Image
-
+    is), RGB when ``colour``. An unreadable file, or one above :data:`~vmcr2_cli.data.preprocessing.MAX_PIXELS`, is a one-line error."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below decides
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise DatasetCorrupt(f"dataset folder: {path} is {image.width}×{image.height} pixels, above the "
-                                         f"cap of {MAX_PIXELS:,} (a decompression bomb?)")
-                return image_array(fit_image(image, 3 if colour else 1, (size, size) if size else None)).numpy()
-    except Image.DecompressionBombError as error:
-        raise DatasetCorrupt(f"dataset folder: {path} is larger than PIL allows ({one_line(error)})") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise DatasetCorrupt(f"dataset folder: {path} is not a readable image ({one_line(error)})") from None
+        image, _, _ = read_fitted(path, 3 if colour else 1, (size, size) if size else None)
+    except UnreadableImage as why:
+        raise DatasetCorrupt(f"dataset folder: {path} is {why}") from None
+    return image.numpy()
 
 
 def training_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

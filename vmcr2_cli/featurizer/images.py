@@ -4,13 +4,12 @@ uint8 (N, C, H, W) batches a run's :class:`~vmcr2_cli.data.preprocessing.Preproc
 Every image is brought to what the run's dataset stores (grey or RGB, H × W): a colour image for
 a grey network is converted to grey (and the other way), an image of another size is scaled to
 cover H × W and centre-cropped, as a folder dataset's files are at load. A file that cannot be
-read — empty, truncated, not an image, larger than :data:`MAX_PIXELS` — is skipped with its reason.
+read — empty, truncated, not an image, larger than :data:`~vmcr2_cli.data.preprocessing.MAX_PIXELS` — is skipped with its reason.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vmcr2_cli.data.preprocessing import GREY_MODES, MAX_PIXELS, Preprocessing, fit_image, image_array
+from vmcr2_cli.data.preprocessing import (GREY_MODES, Preprocessing, UnreadableImage, fit_image, image_array,
+                                          read_fitted)
 from vmcr2_cli.data.user_files import IMAGE_SUFFIXES
 from vmcr2_cli.errors import BadInput
 
@@ -129,26 +129,12 @@ class Decoded:
 
 def read_image(path: Path, preprocessing: Preprocessing) -> Decoded:
     """``path`` decoded and fitted to what ``preprocessing`` takes; never raises for a bad file."""
-    from PIL import Image
-
     channels, height, width = preprocessing.shape
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below decides
-            with Image.open(path) as image:
-                pixels = image.width * image.height
-                if pixels > MAX_PIXELS:
-                    return Decoded(None, f"{image.width}×{image.height} pixels, above the cap of {MAX_PIXELS:,} "
-                                         f"(a decompression bomb?)")
-                image.load()
-                converted = _conversion(image.mode, channels)
-                resized = (image.height, image.width) != (height, width)
-                return Decoded(image_array(fit_image(image, channels, (height, width))), None, converted, resized)
-    except Image.DecompressionBombError as error:
-        return Decoded(None, f"larger than PIL allows ({error})".splitlines()[0])
-    except (OSError, ValueError, SyntaxError, EOFError) as error:  # empty, truncated, not an image, damaged
-        detail = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
-        return Decoded(None, f"not a readable image ({detail})")
+        image, mode, file_size = read_fitted(path, channels, (height, width))
+    except UnreadableImage as why:
+        return Decoded(None, str(why))
+    return Decoded(image, None, _conversion(mode, channels), file_size != (height, width))
 
 
 def _conversion(mode: str, channels: int) -> str | None:
