@@ -2,10 +2,10 @@
 
 The whole set lives on the device as uint8 — or, for a packed dataset (read from disk) and a set too
 large for the GPU's free memory, on the host: each batch's images are then gathered on the host in a
-background thread, a few batches ahead, and copied to the device without blocking it (streamed). Each epoch is a permutation, each batch is
-indexed on the device, augmented there in a few batched tensor ops and converted to
-normalised floats. A CPU copy of the labels goes with each batch, so the objectives can
-group samples by class without a device→host synchronisation.
+background thread, a few batches ahead, and copied to the device without blocking it (streamed).
+Each epoch is a permutation, each batch is indexed on the device (or gathered), augmented there in a
+few batched tensor ops and converted to normalised floats. A CPU copy of the labels goes with each
+batch, so the objectives can group samples by class without a device→host synchronisation.
 
 Reproducibility contract (the trainer's exact resume relies on it): the permutation of
 epoch e depends only on (seed, e), and the augmentation of batch (e, t) only on
@@ -188,19 +188,23 @@ class DeviceLoader:
             raise ValueError(f"start_step must be in [0, {self.steps_per_epoch}], got {start_step}")
         order_cpu = self.permutation(epoch)
         steps = range(start_step, self.steps_per_epoch)
-        if self.streamed:  # this rank's share of each batch, read ahead on the host
-            reads = ReadAhead(lambda step: _gather(self.images, order_cpu[self._share(step)]), steps, READ_AHEAD,
-                              pin=self.device.type == "cuda")
-        else:
-            order = _to_device(order_cpu, self.device)  # one copy per epoch; batches are sliced on the device
+        rows = [order_cpu[self._share(step)] for step in steps]  # this rank's images of each step
+        if self.streamed:  # gathered on the host, read ahead; the labels follow from the CPU copy
+            images = ReadAhead(lambda these: _gather(self.images, these), rows, READ_AHEAD,
+                               pin=self.device.type == "cuda")
+            labels = (_to_device(self.labels_cpu[these], self.device) for these in rows)
+        else:  # indexed on the device: one copy of the order per epoch
+            order = _to_device(order_cpu, self.device)
+            indices = [order[self._share(step)] for step in steps]
+            images = (self.images.index_select(0, these) for these in indices)
+            labels = (self.labels.index_select(0, these) for these in indices)
         try:
-            for step in steps:
-                yield step, self._batch(epoch, step, order_cpu,
-                                        _to_device(next(reads), self.device) if self.streamed else None,
-                                        None if self.streamed else order)
+            for step, these, batch_images, batch_labels in zip(steps, rows, images, labels):
+                yield step, self._batch(epoch, step, _to_device(batch_images, self.device), batch_labels,
+                                        self.labels_cpu[these])
         finally:
             if self.streamed:
-                reads.close()
+                images.close()
 
     def _share(self, step: int) -> slice:
         """This rank's contiguous share of the global batch ``step`` (all of it without DDP), as positions in
@@ -209,23 +213,17 @@ class DeviceLoader:
         return slice(start + (stop - start) * self.rank // self.world_size,
                      start + (stop - start) * (self.rank + 1) // self.world_size)
 
-    def _batch(self, epoch: int, step: int, order_cpu: torch.Tensor, images: torch.Tensor | None,
-               order: torch.Tensor | None) -> Batch:
-        """Batch ``step``: its images given (streamed) or indexed on the device in ``order``."""
+    def _batch(self, epoch: int, step: int, images: torch.Tensor, labels: torch.Tensor,
+               labels_cpu: torch.Tensor) -> Batch:
+        """Batch ``step`` from this rank's share of its images and labels on the device: augmented, normalised."""
         start, stop = step * self.batch_size, min((step + 1) * self.batch_size, self.num_samples)
         shard = self._share(step)
         params = self.augment_params(epoch, step, stop - start)[shard.start - start : shard.stop - start]
-        if images is None:
-            indices = order[shard]
-            images = self.images.index_select(0, indices)
         if self.augment == augmentations.RESIZED_CROP:
             images = view_augmentations.apply_views(images, params)
         elif self.augment != "none":
             images = augmentations.apply(self.augment, images, _to_device(params, self.device), self.padding)
-        labels_cpu = self.labels_cpu[order_cpu[shard]]
-        labels = self.batch_labels(_to_device(labels_cpu, self.device) if self.streamed
-                                   else self.labels.index_select(0, indices))
-        return Batch(self.normalize(images), labels, self.batch_labels(labels_cpu))
+        return Batch(self.normalize(images), self.batch_labels(labels), self.batch_labels(labels_cpu))
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
         """The whole set in dataset order, unaugmented, the last partial batch kept (all ranks)."""

@@ -198,7 +198,7 @@ def _mode(path: Path) -> str:
 
 def decode_file(path: Path, size: int, colour: bool) -> np.ndarray:
     """A file's image as uint8 (C, H, W): shorter side resized to ``size`` and centre-cropped (size 0: as
-    is), RGB when ``colour``. An unreadable file, or one above :data:`~vmcr2_cli.data.preprocessing.MAX_PIXELS`, is a one-line error."""
+    is), RGB when ``colour``. An unreadable file, or one above the pixel cap, is a one-line error."""
     try:
         image, _, _ = read_fitted(path, 3 if colour else 1, (size, size) if size else None)
     except UnreadableImage as why:
