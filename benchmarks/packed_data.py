@@ -1,7 +1,7 @@
 """Packed datasets against the in-memory path: speed, memory, and an epoch over a set 4× the memory limit.
 
-    python benchmarks/packed_data.py loader --pack DIR [--repeats 3]      # the loader alone, images/s and peak RSS
-    python benchmarks/packed_data.py train --pack DIR --profile P         # a training epoch, vmcr2 train
+    python benchmarks/packed_data.py loader --pack DIR [--epochs 3]       # the loader alone, images/s and peak RSS
+    python benchmarks/packed_data.py train --pack DIR --profile P [--repeats 1]  # a training epoch, vmcr2 train
     python benchmarks/packed_data.py synthetic OUT --gib 5                # write a synthetic pack of that size
     python benchmarks/packed_data.py bounded --pack OUT --limit-gib 1.25  # in a memory cgroup: hold it, or stream it
 
@@ -116,9 +116,10 @@ def train(args) -> dict:
 
 
 def _last_epoch_line(runs: Path, name: str) -> dict:
-    run = sorted(runs.glob(f"*-{name}"))[-1]
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [line for line in lines if line["type"] == "epoch"][-1]
+    from vmcr2_cli.runs import RunDir
+
+    run = RunDir.open(sorted(runs.glob(f"*-{name}"))[-1])
+    return [line for line in run.read_metrics() if line["type"] == "epoch"][-1]
 
 
 # ----------------------------------------------------------------------------- a synthetic pack
@@ -176,9 +177,9 @@ def bounded(args) -> dict:
         stream.update(images_per_s=epoch["images_per_s"], epoch_time_s=epoch["epoch_time_s"], loss=epoch["loss"])
         print("packed", stream, flush=True)
     finally:
-        for name in ("memory.max_usage_in_bytes", "memory.peak"):
-            if (cgroup / name).exists():
-                peak = int((cgroup / name).read_text())
+        peaks = [int((cgroup / name).read_text()) for name in ("memory.max_usage_in_bytes", "memory.peak")
+                 if (cgroup / name).exists()]  # v1's name, v2's (kernels from 5.19)
+        peak = peaks[0] if peaks else None
         cgroup.rmdir()
     return {"pack": args.pack, "bytes": _pack_bytes(args.pack), "limit_bytes": limit, "cgroup_peak_bytes": peak,
             "in_memory": hold, "packed": stream}

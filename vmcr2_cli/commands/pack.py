@@ -53,17 +53,14 @@ def pack(
                 messages.print(f"resuming: {done:,} images packed before")
 
         try:
-            written = write_pack(found, out, on_images=lambda n: progress.advance(task, n), on_start=start)
+            manifest = write_pack(found, out, on_images=lambda n: progress.advance(task, n), on_start=start)
         except KeyboardInterrupt:
             progress.stop()
             messages.print(f"interrupted: what was packed is kept in {out}; run the same command again to go on")
             raise Stopped(EXIT_INTERRUPTED) from None
-    if not written:
+    if manifest is None:
         messages.print(f"{out} already holds this pack of {found.description}; nothing to do")
         return
-    from vmcr2_cli.data.packed import Manifest
-
-    manifest = Manifest.read(out)
     messages.print(f"packed {manifest.counts['train']:,} training and {manifest.counts['test']:,} test images "
                    f"({shape}, {len(manifest.class_names)} classes) of {found.description} into {out} in "
                    f"{time.perf_counter() - started:.1f} s")

@@ -178,15 +178,16 @@ def source_named(source: str, *, image_size: int | None, data_root: str | None, 
 # ----------------------------------------------------------------------------- writing
 
 def pack(source: PackSource, out: Path, on_images: Callable[[int], None] = lambda n: None,
-         on_start: Callable[[int, int], None] = lambda done, total: None) -> bool:
-    """Write ``source`` into the folder ``out``; False when ``out`` already holds this pack whole.
+         on_start: Callable[[int, int], None] = lambda done, total: None) -> Manifest | None:
+    """Write ``source`` into the folder ``out``: the manifest written, or None when ``out`` already holds
+    this pack whole.
 
     ``on_start(done, total)`` is called once with the images already packed (a resumed pack) and the
     total; ``on_images(n)`` after each chunk written. A pack this call began is removed if the source
     turns out bad (BadInput); a resumed one keeps what it had."""
     if (out / MANIFEST).is_file():
         if Manifest.read(out).source_digest == source.digest:
-            return False
+            return None
         raise BadInput(f"pack: {out} is a pack of another source; choose another folder or delete it")
     expected = {"digest": source.digest, "image_shape": list(source.image_shape), "counts": source.counts}
     progress_path = out / PROGRESS
@@ -219,7 +220,7 @@ def pack(source: PackSource, out: Path, on_images: Callable[[int], None] = lambd
             shutil.rmtree(out, ignore_errors=True)
         raise
     progress_path.unlink()
-    return True
+    return manifest
 
 
 def _write_split(source: PackSource, out: Path, split: str, progress: dict, progress_path: Path,
