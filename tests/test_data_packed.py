@@ -109,8 +109,7 @@ def test_an_npz_packs_to_its_arrays(tmp_path, capsys):
 
 def test_a_pack_of_composed_images_refuses_a_flip_as_the_dataset_itself_does(tmp_path, capsys):
     arrays = load_dataset("npz", data_root=write_npz(tmp_path / "mine.npz"), download=False)
-    composed = packing.arrays_source(arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels,
-                                     arrays.class_names, "composed", mirror_safe=False)  # as a packed pairs is
+    composed = packing.arrays_source(arrays, "composed", mirror_safe=False)  # as a packed pairs is
     packing.pack(composed, tmp_path / "packed")
     assert load_dataset("packed", data_root=tmp_path / "packed", download=False).mirror_safe is False
     code, _, err = vmcr2("train", "--profile", "synthetic", "--set", "dataset=packed", "--data-root", tmp_path / "packed",

@@ -67,10 +67,6 @@ class PackedImages:
     def shape(self) -> torch.Size:
         return torch.Size((self.count if self.rows is None else len(self.rows), *self.image_shape))
 
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.row_bytes
-
     def dim(self) -> int:
         return 4
 
@@ -125,9 +121,6 @@ class PackedImages:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-
-    def __getstate__(self) -> dict:  # a copy opens its own file
-        return {**self.__dict__, "_fd": None}
 
     def __del__(self) -> None:
         if getattr(self, "_fd", None) is not None:

@@ -2,7 +2,7 @@
 
 A source (:class:`PackSource`) says what it holds — image shape, counts, classes, a digest of its
 files — and yields its images in order from any position. :func:`pack` writes them chunk by chunk
-into preallocated files and records after each chunk, in ``progress.json``, how far each split is;
+into its files at their offsets and records after each chunk, in ``progress.json``, how far each split is;
 the manifest is written last. An interrupted pack therefore resumes where its record stops (the
 same source, by digest), and a folder without a manifest is never read as a whole pack.
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vmcr2_cli.data import imagenet_downsampled
-from vmcr2_cli.data.dataset import LoadContext
+from vmcr2_cli.data.dataset import ImageDataset, LoadContext
 from vmcr2_cli.data.registry import get_spec, load_context, load_dataset
 from vmcr2_cli.data.packed import MANIFEST, SPLITS, Manifest, PackedImages, images_file, labels_file
 from vmcr2_cli.data.user_files import FolderListing, decode_file, list_folder, statistics_of_chunks
@@ -75,8 +75,8 @@ def folder_source(root: Path, image_size: int | None, workers: int) -> PackSourc
     def chunks(split: str, start: int) -> Chunks:
         return _decoded_chunks(listing, split, start, size, shape, workers)
 
-    return PackSource(str(root.resolve()), shape, {split: len(listing.files[split]) for split in SPLITS}, listing.classes,
-                      listing.labelled_train, digest, chunks)
+    return PackSource(str(root.resolve()), shape, {split: len(listing.files[split]) for split in SPLITS},
+                      listing.classes, listing.labelled_train, digest, chunks)
 
 
 def _decoded_chunks(listing: FolderListing, split: str, start: int, size: int, shape: tuple, workers: int) -> Chunks:
@@ -107,12 +107,11 @@ def _checked(decoded: Iterator[np.ndarray], labels: list[np.ndarray], shape: tup
         yield images, chunk_labels
 
 
-def arrays_source(train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor,
-                  test_labels: torch.Tensor, class_names: list[str], description: str, labelled_train: bool = True,
-                  statistics: tuple | None = None, mirror_safe: bool = True) -> PackSource:
-    """Splits already in memory (an ``.npz``, a built-in dataset)."""
-    arrays = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
-    hasher = hashlib.sha256(json.dumps(["arrays", class_names]).encode())
+def arrays_source(dataset: ImageDataset, description: str, statistics: tuple | None = None,
+                  mirror_safe: bool = True) -> PackSource:
+    """A dataset loaded whole (an ``.npz``, a built-in dataset)."""
+    arrays = {"train": (dataset.train_images, dataset.train_labels), "test": (dataset.test_images, dataset.test_labels)}
+    hasher = hashlib.sha256(json.dumps(["arrays", dataset.class_names]).encode())
     for images, labels in arrays.values():
         hasher.update(images.contiguous().numpy().data)
         hasher.update(labels.to(torch.int64).numpy().data)
@@ -122,8 +121,8 @@ def arrays_source(train_images: torch.Tensor, train_labels: torch.Tensor, test_i
         for first in range(start, len(images), CHUNK):
             yield images[first:first + CHUNK].numpy(), labels[first:first + CHUNK].to(torch.int64).numpy()
 
-    return PackSource(description, tuple(train_images.shape[1:]), {s: len(arrays[s][0]) for s in SPLITS},
-                      class_names, labelled_train, hasher.hexdigest(), chunks, statistics, mirror_safe)
+    return PackSource(description, dataset.image_shape, {s: len(arrays[s][0]) for s in SPLITS}, dataset.class_names,
+                      True, hasher.hexdigest(), chunks, statistics, mirror_safe)
 
 
 def imagenet_source(ctx: LoadContext, size: int) -> PackSource:
@@ -135,8 +134,7 @@ def imagenet_source(ctx: LoadContext, size: int) -> PackSource:
 
     def chunks(split: str, start: int) -> Chunks:
         seen = 0
-        for path in files[split]:
-            images, labels = imagenet_downsampled.read_batch(path, size)
+        for images, labels in imagenet_downsampled.batches(located, size, split):
             first = max(start - seen, 0)
             seen += len(labels)
             for low in range(first, len(labels), STREAMED_CHUNK):
@@ -161,17 +159,14 @@ def source_named(source: str, *, image_size: int | None, data_root: str | None, 
     if image_size:
         raise BadInput(f"pack: --image-size resizes the files of an image folder; {source} is not one")
     if path.is_file():
-        dataset = load_dataset("npz", data_root=path, download=False)
-        return arrays_source(dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels,
-                             dataset.class_names, str(path))
+        return arrays_source(load_dataset("npz", data_root=path, download=False), str(path))
     spec = get_spec(source)
     if spec.name in imagenet_downsampled.SIZES:
         return imagenet_source(load_context(spec.name, data_root, download=False), imagenet_downsampled.SIZES[spec.name])
     if not spec.mean:  # folder, npz, packed: named by their path
         raise BadInput(f"pack: give the {spec.name} dataset's path as SOURCE, not its name")
     dataset = load_dataset(spec.name, data_root=data_root)
-    return arrays_source(dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels,
-                         dataset.class_names, f"{spec.name} ({dataset.source})", statistics=(dataset.mean, dataset.std),
+    return arrays_source(dataset, f"{spec.name} ({dataset.source})", statistics=(dataset.mean, dataset.std),
                          mirror_safe=spec.mirror_safe)
 
 

@@ -14,8 +14,8 @@ class ReadAhead:
     """``read(key)`` for each of ``keys`` in order, up to ``depth`` of them made ahead of the consumer by one
     thread (``pin``: each result copied into pinned memory there, ready for a non-blocking copy to a GPU).
 
-    An exception in ``read`` is raised by the consumer's next ``next``; :meth:`close` (or leaving a
-    ``with`` block) stops the thread, also when the consumer stops early.
+    An exception in ``read`` is raised by the consumer's next ``next``; :meth:`close` stops the thread,
+    also when the consumer stops early.
     """
 
     def __init__(self, read: Callable[[Any], Any], keys: Iterable[Any], depth: int = 2, pin: bool = False):
@@ -62,9 +62,3 @@ class ReadAhead:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-
-    def __enter__(self) -> ReadAhead:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
