@@ -101,9 +101,9 @@ def main() -> int:
     invariant, invariant_rates = construct_shift_redunet(X, y, k, shift_settings, channels=args.channels,
                                                          seed=args.seed)
     with torch.no_grad():
-        final_shift = ShiftReduNetLayer.construct(invariant(X), y, k, eta=args.eta, eps2=args.eps2_invariant,
+        final_shift = ShiftReduNetLayer.construct(invariant.features(X), y, k, eta=args.eta, eps2=args.eps2_invariant,
                                                   lam=args.lam)
-        classify = lambda batch: final_shift.memberships(invariant(batch)).argmax(dim=1)  # noqa: E731
+        classify = lambda batch: final_shift.memberships(invariant.features(batch)).argmax(dim=1)  # noqa: E731
         results["invariant"] = {"test": accuracy(classify, X_test, y_test),
                                 "translated": accuracy(classify, X_moved, y_test),
                                 "delta_r": [rate.delta_r.item() for rate in invariant_rates],

@@ -105,6 +105,8 @@ def test_the_spectral_layer_equals_the_explicit_block_circulant_operators(shape)
     g = flat @ E.T - torch.stack([gamma[j] * flat[i] @ C[j].T for i, j in enumerate(labels.tolist())])
     expected = torch.nn.functional.normalize(flat + eta * g, dim=1)
     assert torch.allclose(layer(Z, labels).flatten(1), expected, rtol=0, atol=1e-10)
+    residuals = torch.stack([(flat @ C[j].T).norm(dim=1) for j in range(k)], dim=1)  # ‖Cʲ z‖, explicitly
+    assert torch.allclose(layer.memberships(Z), torch.softmax(-50.0 * residuals, dim=1), rtol=0, atol=1e-10)
     by_frequency = shift_rates(Z, labels, k, eps2)
     direct = rate_reduction(augmented, augmented_labels, k, eps2, torch.float64)
     assert by_frequency.r.item() == pytest.approx(direct.r.item(), rel=1e-10)
@@ -118,6 +120,8 @@ def test_the_invariant_network_maps_a_shifted_input_to_the_shifted_features(shap
                                          channels=4)
     dims = tuple(range(2, X.dim()))
     shift = (5,) if len(shape) == 1 else (2, 3)
-    assert torch.allclose(net(torch.roll(X, shift, dims)), torch.roll(net(X), shift, dims), rtol=0, atol=1e-12)
+    assert torch.allclose(net.features(torch.roll(X, shift, dims)), torch.roll(net.features(X), shift, dims), rtol=0,
+                          atol=1e-12)
+    assert torch.equal(net(X), net.features(X).flatten(1))
     delta_r = [rate.delta_r.item() for rate in rates]
     assert delta_r[-1] > delta_r[0]

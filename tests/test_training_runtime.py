@@ -9,7 +9,8 @@ import torch
 import vmcr2_cli.training.precision as precision_module
 from distributed_workers import NeverStop, tiny_trainer
 from vmcr2_cli.training.precision import backbone_precision
-from vmcr2_cli.training.trainer import CheckpointClock, NonFiniteLoss
+from vmcr2_cli.training.loop import CheckpointClock
+from vmcr2_cli.training.trainer import NonFiniteLoss
 
 CPU = torch.device("cpu")
 

@@ -19,7 +19,7 @@ from typing import Any
 from vmcr2_cli.data.augment import AUGMENTATIONS, FLIPPING, RESIZED_CROP
 from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
-from vmcr2_cli.models.registry import MODEL_BUILDERS
+from vmcr2_cli.models.registry import CONSTRUCTED_MODELS, MODEL_BUILDERS
 from vmcr2_cli.objective_registry import (OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS,
                                          methods_with_key)
 from vmcr2_cli.runs import read_toml
@@ -50,6 +50,8 @@ def _key(default: Any, help: str, *, choices: tuple = (), low: float | None = No
 
 _SYNTHETIC = ("dataset", ("synthetic",))
 _VARIATIONAL_STEP = ("vmcr2_method", methods_with_key("mu"))  # the tangent method has no μ or ν
+_CONSTRUCTED = ("model", CONSTRUCTED_MODELS)
+_INVARIANT = ("model", ("redunet-shift",))
 
 
 @dataclass
@@ -78,7 +80,24 @@ class TrainConfig:
                         applies=("model", ("mnist-cnn",)))
     dropout: bool = _key(True, "MNIST CNN: the paper's dropout layers (0.25, 0.5); false turns them off",
                          applies=("model", ("mnist-cnn",)))
-    feature_dim: int = _key(128, "feature dimension d", low=1)
+    feature_dim: int = _key(128, "feature dimension d (a ReduNet: the size of its input, c·H·W/pool², or "
+                            "C·H·W/pool² lifted)", low=1)
+    redunet_samples: int = _key(1000, "ReduNet: images of the construction set, a class-balanced seeded sample "
+                                "of the training set; its features entering each layer make that layer's E and "
+                                "C_j (the lecture: 100–2000)", low=2, applies=_CONSTRUCTED)
+    redunet_eta: float = _key(0.5, "ReduNet: η, each layer's step along ΔR's gradient (eq. 17)", low=0.0,
+                              low_open=True, applies=_CONSTRUCTED)
+    redunet_lambda: float = _key(500.0, "ReduNet: λ of the memberships π̂ = softmax(−λ‖C_j z‖) of a sample "
+                                 "without a label (eq. 14)", low=0.0, low_open=True, applies=_CONSTRUCTED)
+    redunet_pool: int = _key(1, "ReduNet: average the image over pool×pool blocks before the first layer",
+                             low=1, applies=_CONSTRUCTED)
+    redunet_channels: int = _key(8, "invariant ReduNet: C, the channels the random lifting makes", low=1,
+                                 applies=_INVARIANT)
+    redunet_kernel: int = _key(5, "invariant ReduNet: taps a side of the lifting's random filters", low=1,
+                               applies=_INVARIANT)
+    redunet_shifts: str = _key("2d", "invariant ReduNet: to 2D cyclic translations (2d) or to horizontal cyclic "
+                               "shifts, each image row a channel of a 1D signal (rows)", choices=("2d", "rows"),
+                               applies=_INVARIANT)
     # --- objective (paper §4.1)
     objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)
     eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)
@@ -110,7 +129,7 @@ class TrainConfig:
                              choices=("pass", "epoch"), applies=("objective", ("vmcr2",)))
     objective_dtype: str = _key("float32", "precision of the objectives", choices=("float32", "float64"))
     # --- optimisation
-    epochs: int = _key(2000, "training epochs", low=1)
+    epochs: int = _key(2000, "training epochs (a ReduNet: its layers, one constructed an epoch)", low=1)
     batch_size: int = _key(1000, "images per step (self-supervised: each with its views)", low=2)
     micro_batch: int = _key(0, "rows the network computes at once (a self-supervised view is a row): the step "
                             "computes the batch's features in chunks of this many without a graph, the objective "
@@ -344,6 +363,12 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     if config.keep_best == "head_accuracy" and config.objective != "ce":
         raise BadInput(f"{where}: keep_best = 'head_accuracy' needs a classification head: only objective = 'ce' "
                        f"has one")
+    if config.model in CONSTRUCTED_MODELS:
+        if config.objective != "mcr2":
+            raise BadInput(f"{where}: model = {config.model!r} is constructed from the gradient of MCR²'s ΔR "
+                           f"(eq. 1), not trained by an objective: set objective = 'mcr2', not {config.objective!r}")
+        if processes > 1:
+            raise BadInput(f"{where}: model = {config.model!r} is constructed in one process, not {processes}")
     if config.warmup_epochs > config.epochs:
         raise BadInput(f"{where}: warmup_epochs = {config.warmup_epochs} exceeds epochs = {config.epochs}")
     spec = get_spec(config.dataset)
@@ -383,6 +408,9 @@ def check_data_fit(config: TrainConfig, num_classes: int, num_train: int, where:
         if held:
             source += f" less the {held} that val_fraction = {config.val_fraction} holds out"
         raise BadInput(f"{where}: batch_size = {config.batch_size} exceeds {source}")
+    if config.model in CONSTRUCTED_MODELS and config.redunet_samples > images - held:
+        raise BadInput(f"{where}: redunet_samples = {config.redunet_samples} exceeds the {images - held} training "
+                       f"images of {config.dataset} (after train_subset and val_fraction)")
     if config.objective == "vmcr2" and config.batch_size < num_classes:
         raise BadInput(f"{where}: batch_size = {config.batch_size} is smaller than the {num_classes} classes of "
                        f"{config.dataset}")

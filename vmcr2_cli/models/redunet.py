@@ -35,10 +35,18 @@ class ReduNetSettings:
     eta: float = 0.5  # η, the step of eq. 17
     eps2: float = 0.5  # ε², the precision of the rates
     lam: float = 500.0  # λ, the softmax's inverse temperature in eq. 14
+    pool: int = 1  # images averaged over pool × pool blocks before the first layer
+    # The invariant form: C channels lifted by random filters of ``kernel`` taps a side; ``fold_rows``
+    # reads an image as a 1D signal along its columns, each row a channel (else 2D, translations).
+    channels: int = 8
+    kernel: int = 5
+    fold_rows: bool = False
 
 
 class ReduNetLayer(nn.Module):
     """One layer φ^ℓ(z) = P_S[z + η g(z)] with its operators E (d, d) and C (k, d, d) as buffers."""
+
+    BUFFERS = ("E", "C", "gamma")
 
     def __init__(self, E: Tensor, C: Tensor, gamma: Tensor, eta: float, lam: float) -> None:
         super().__init__()
@@ -64,58 +72,121 @@ class ReduNetLayer(nn.Module):
                 C[j] = alpha_j * torch.linalg.inv(eye + alpha_j * Zj.T @ Zj)
         return cls(E, C, counts / m, eta, lam)
 
-    def memberships(self, Z: Tensor) -> Tensor:
-        """π̂ (m, k) of eq. 14: a softmax over the classes of −λ‖Cʲ z‖."""
-        residuals = torch.linalg.vector_norm(torch.einsum("kde,me->mkd", self.C, Z), dim=-1)
-        return torch.softmax(-self.lam * residuals, dim=1)
+    def _compressed(self, Z: Tensor) -> Tensor:
+        """Cʲ z for every row of Z and every class: (m, k, d)."""
+        return torch.einsum("kde,me->mkd", self.C, Z)
 
-    def gradient(self, Z: Tensor, memberships: Tensor) -> Tensor:
+    def memberships(self, Z: Tensor, compressed: Tensor | None = None) -> Tensor:
+        """π̂ (m, k) of eq. 14: a softmax over the classes of −λ‖Cʲ z‖."""
+        compressed = self._compressed(Z) if compressed is None else compressed
+        return torch.softmax(-self.lam * torch.linalg.vector_norm(compressed, dim=-1), dim=1)
+
+    def gradient(self, Z: Tensor, memberships: Tensor, compressed: Tensor | None = None) -> Tensor:
         """g(z) of eqs. 13/15 for every row of Z, with memberships π (m, k)."""
-        compressed = torch.einsum("kde,me->mkd", self.C, Z)  # Cʲ z for every class
+        compressed = self._compressed(Z) if compressed is None else compressed
         weights = memberships * self.gamma  # γ_j πʲ(z)
         return Z @ self.E.T - torch.einsum("mk,mkd->md", weights, compressed)
 
     def forward(self, Z: Tensor, labels: Tensor | None = None) -> Tensor:
         """φ^ℓ of every row of Z; ``labels`` (the construction set's) replace π̂ by the known Π."""
+        compressed = self._compressed(Z)
         if labels is None:
-            memberships = self.memberships(Z)
+            memberships = self.memberships(Z, compressed)
         else:
             memberships = nn.functional.one_hot(labels, self.C.shape[0]).to(Z.dtype)
-        return nn.functional.normalize(Z + self.eta * self.gradient(Z, memberships), dim=1)
+        return nn.functional.normalize(Z + self.eta * self.gradient(Z, memberships, compressed), dim=1)
 
 
-class ReduNet(nn.Module):
-    """f(x) = φ^L ∘ … ∘ φ¹(x/‖x‖): the constructed layers applied in turn to unit rows."""
+class ConstructedNetwork(nn.Module):
+    """Layers constructed one at a time on a construction set, not trained by gradient.
 
-    def __init__(self, layers: list[ReduNetLayer]) -> None:
+    f(x) = φ^L ∘ … ∘ φ¹(input(x)), its rows flattened. ``grow`` adds the layer of the construction
+    set's features entering it; ``through`` passes that set (with its labels: the known Π) through
+    the layers built so far, which is how a construction resumes. The layers are buffers only, so a
+    checkpoint is the operators; ``fit_layers_to`` makes as many empty layers as a saved state holds
+    before it is loaded (a network starts with none).
+    """
+
+    layer_type: type
+
+    def __init__(self, settings: ReduNetSettings, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(layers)
+        self.settings, self.dtype, self.pool = settings, dtype, settings.pool
+        self.layers = nn.ModuleList()
 
-    def forward(self, Z: Tensor) -> Tensor:
-        Z = nn.functional.normalize(Z.flatten(1), dim=1)
+    def pooled(self, X: Tensor) -> Tensor:
+        """Images (m, c, H, W) averaged over ``pool``×``pool`` blocks (d shrinks by pool²; cyclic shifts by
+        multiples of ``pool`` stay cyclic shifts); other inputs as they are."""
+        return nn.functional.avg_pool2d(X, self.pool) if self.pool > 1 and X.dim() == 4 else X
+
+    def input_features(self, X: Tensor) -> Tensor:
+        """The features entering the first layer: unit rows of the flattened (pooled) input."""
+        return nn.functional.normalize(self.pooled(X).to(self.dtype).flatten(1), dim=1)
+
+    def rates(self, Z: Tensor, labels: Tensor, num_classes: int) -> RateReduction:
+        """R, R_c and ΔR of eq. 1 of the construction set's features."""
+        return rate_reduction(Z, labels, num_classes, self.settings.eps2)
+
+    def _layer_arguments(self) -> dict:
+        """What a layer of this network is made with besides its buffers."""
+        return {"eta": self.settings.eta, "lam": self.settings.lam}
+
+    def grow(self, Z: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+        """Construct one more layer on Z (the construction set's features entering it); Z leaving it."""
+        settings = self.settings
+        layer = self.layer_type.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2,
+                                          lam=settings.lam)
+        self.layers.append(layer)
+        return layer(Z, labels)
+
+    def through(self, Z: Tensor, labels: Tensor) -> Tensor:
+        for layer in self.layers:
+            Z = layer(Z, labels)
+        return Z
+
+    def features(self, X: Tensor) -> Tensor:
+        """The last layer's features of inputs without labels (π̂ decides each one's compression), in the
+        layers' layout ((m, d), or (m, C, *shape) for the invariant form)."""
+        Z = self.input_features(X)
         for layer in self.layers:
             Z = layer(Z)
         return Z
 
+    def forward(self, X: Tensor) -> Tensor:
+        return self.features(X).flatten(1)
 
-def construct_layers(Z: Tensor, labels: Tensor, num_classes: int, settings: ReduNetSettings, layer_type,
-                     rates) -> tuple[list, list[RateReduction]]:
-    """``settings.layers`` layers of ``layer_type``, each constructed on the construction set's features
-    leaving the one before (Z entering the first), and ``rates(Z, labels, k, ε²)`` before and after each."""
-    measured = [rates(Z, labels, num_classes, settings.eps2)]
-    layers = []
-    for _ in range(settings.layers):
-        layer = layer_type.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2, lam=settings.lam)
-        Z = layer(Z, labels)
-        layers.append(layer)
-        measured.append(rates(Z, labels, num_classes, settings.eps2))
-    return layers, measured
+    def fit_layers_to(self, state: dict[str, Tensor]) -> None:
+        """Empty layers of the saved shapes, as many as ``state`` (a state_dict of this network) holds."""
+        count = 0
+        while f"layers.{count}.{self.layer_type.BUFFERS[0]}" in state:
+            count += 1
+        buffers = [{name: torch.zeros_like(state[f"layers.{i}.{name}"]) for name in self.layer_type.BUFFERS}
+                   for i in range(count)]
+        self.layers = nn.ModuleList(self.layer_type(**tensors, **self._layer_arguments()) for tensors in buffers)
+
+
+class ReduNet(ConstructedNetwork):
+    """The vector form: rows of the flattened input on the unit sphere, then the constructed layers."""
+
+    layer_type = ReduNetLayer
+
+
+def construct(network: ConstructedNetwork, X: Tensor, labels: Tensor, num_classes: int,
+              layers: int) -> list[RateReduction]:
+    """Grow ``layers`` layers of ``network`` on the construction set X with its labels; the rates of
+    its features entering the first layer and leaving each."""
+    Z = network.input_features(X)
+    measured = [network.rates(Z, labels, num_classes)]
+    for _ in range(layers):
+        Z = network.grow(Z, labels, num_classes)
+        measured.append(network.rates(Z, labels, num_classes))
+    return measured
 
 
 def construct_redunet(X: Tensor, labels: Tensor, num_classes: int,
                       settings: ReduNetSettings = ReduNetSettings()) -> tuple[ReduNet, list[RateReduction]]:
-    """The ReduNet of ``settings.layers`` layers built on X (m, …) with its labels, and the rates
-    R, R_c, ΔR (eq. 1) of the construction set's features entering the first layer and leaving each."""
-    Z = nn.functional.normalize(X.flatten(1), dim=1)
-    layers, rates = construct_layers(Z, labels, num_classes, settings, ReduNetLayer, rate_reduction)
-    return ReduNet(layers), rates
+    """The ReduNet of ``settings.layers`` layers built on X (m, …) with its labels (in X's precision),
+    and the rates R, R_c, ΔR (eq. 1) of the construction set's features entering the first layer and
+    leaving each."""
+    network = ReduNet(settings, X.dtype)
+    return network, construct(network, X, labels, num_classes, settings.layers)

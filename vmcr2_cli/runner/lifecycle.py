@@ -184,14 +184,16 @@ class Session:
         On rank 0 its metrics also go to TensorBoard and W&B (``purge_from``: see ``open_tensorboard``).
         """
         from vmcr2_cli.evaluation.during_training import measure
+        from vmcr2_cli.models.registry import CONSTRUCTED_MODELS
         from vmcr2_cli.runner.display import TrainingDisplay
+        from vmcr2_cli.training.construction import Constructor
         from vmcr2_cli.training.trainer import Trainer
 
-        trainer = Trainer(self.config, self.dataset, run, self.device, self.dist, measure=measure)
+        loop = Constructor if self.config.model in CONSTRUCTED_MODELS else Trainer
+        trainer = loop(self.config, self.dataset, run, self.device, self.dist, measure=measure)
         if state is not None:
             trainer.restore(state, where)
-        self.display = TrainingDisplay(self.config.epochs, trainer.loader.steps_per_epoch,
-                                       quiet=not self.dist.is_main)
+        self.display = TrainingDisplay(self.config.epochs, trainer.steps_per_epoch, quiet=not self.dist.is_main)
         if self.dist.is_main:
             trainer.run = self.mirrored = self._mirrored(run, purge_from)
         trainer.on_step, trainer.on_epoch = self.display.on_step, self.display.on_epoch

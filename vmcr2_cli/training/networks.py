@@ -21,6 +21,9 @@ from vmcr2_cli.config import TrainConfig
 from vmcr2_cli.data import DeviceLoader, ImageDataset
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models import build_featurizer
+from vmcr2_cli.models.constructed import Construction
+from vmcr2_cli.models.redunet import ConstructedNetwork, ReduNetSettings
+from vmcr2_cli.models.registry import CONSTRUCTED_MODELS
 from vmcr2_cli.objectives import ObjectiveSettings, TrainingObjective, build_objective
 from vmcr2_cli.training.checkpoints import state_difference
 from vmcr2_cli.training.features import extract_features, training_mode_features
@@ -58,17 +61,22 @@ class Networks:
                  device: torch.device) -> "Networks":
         """The networks of ``config`` for (C, H, W) inputs and ``num_classes`` classes, without the data."""
         torch.manual_seed(config.seed)  # initial weights and Γ: the same on every process
+        constructed = config.model in CONSTRUCTED_MODELS
         model = build_featurizer(config.model, in_channels=image_shape[0], feature_dim=config.feature_dim,
                                  stem=config.stem, width=config.width, image_size=tuple(image_shape[1:]),
-                                 dropout=config.dropout)
-        precision = backbone_precision(device, config.precision)
+                                 dropout=config.dropout, construction=construction_of(config) if constructed else None)
+        # A ReduNet computes in its own precision (objective_dtype): no autocast.
+        precision = backbone_precision(device, "fp32" if constructed else config.precision)
         model = on_device(model, device, precision)
         objective = build_objective(config.objective, config.feature_dim, num_classes,
                                     ObjectiveSettings.of(config)).to(device)
         return cls(model, objective, device, precision)
 
     def check_fits(self, state: dict, where: str) -> None:
-        """BadInput (one line) unless the checkpoint's weights have the shapes of these networks."""
+        """BadInput (one line) unless the checkpoint's weights have the shapes of these networks (a
+        constructed network first takes as many layers as the checkpoint holds)."""
+        if isinstance(self.model, ConstructedNetwork) and isinstance(state.get("model"), dict):
+            self.model.fit_layers_to(state["model"])
         for part, module in (("model", self.model), ("objective", self.objective)):
             difference = state_difference(state[part], module.state_dict())
             if difference:
@@ -100,6 +108,14 @@ class Networks:
         steps = math.ceil(images / loader.batch_size) if images else None
         return training_mode_features(self.model, loader, epoch, seed=seed, rank=rank, autocast=self.autocast,
                                       steps=steps, micro_batch=micro_batch)
+
+
+def construction_of(config: TrainConfig) -> Construction:
+    """The ReduNet settings of a configuration (its ε² is the rates', eq. 1; its layers are the epochs)."""
+    settings = ReduNetSettings(layers=config.epochs, eta=config.redunet_eta, eps2=config.eps2,
+                               lam=config.redunet_lambda, pool=config.redunet_pool, channels=config.redunet_channels,
+                               kernel=config.redunet_kernel, fold_rows=config.redunet_shifts == "rows")
+    return Construction(settings, getattr(torch, config.objective_dtype))
 
 
 def on_device(model: nn.Module, device: torch.device, precision: BackbonePrecision) -> nn.Module:

@@ -18,9 +18,8 @@ epoch's end, so nondeterministic GPU kernels cannot make the copies drift apart.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -31,11 +30,11 @@ from vmcr2_cli.distributed import SINGLE_PROCESS, Distributed
 from vmcr2_cli.objectives import (ClassPartition, NonFiniteFeaturesError, NotPositiveDefiniteError, StepResult,
                                   whole_batch)
 from vmcr2_cli.runs import RunDir
-from vmcr2_cli.training.checkpoints import CHECKPOINT_VERSION, check_checkpoint
+from vmcr2_cli.training.checkpoints import CHECKPOINT_VERSION
 from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import ClassMomentSums, latch_from_moments, latch_over_dataset
-from vmcr2_cli.training.networks import Networks, not_fitting
+from vmcr2_cli.training.loop import RunLoop, signal_name
 from vmcr2_cli.training.optim import StepSchedule, build_optimizer
 from vmcr2_cli.training.setup import training_loader
 from vmcr2_cli.training.step import fitting_micro_batch, step_gradients, training_step
@@ -85,7 +84,7 @@ class OutOfDeviceMemory(Exception):
         self.fits = fits
 
 
-class Trainer:
+class Trainer(RunLoop):
     """Owns the model, the objective, the optimizer and the loop over epochs.
 
     ``on_epoch`` / ``on_step`` callbacks receive the logged records, for the
@@ -100,36 +99,22 @@ class Trainer:
     def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device,
                  dist: Distributed = SINGLE_PROCESS,
                  measure: Callable[["Trainer"], dict[str, Any]] | None = None) -> None:
-        self.config = config
-        self.dataset = dataset
-        self.run = run
-        self.device = device
-        self.dist = dist
-        self.measure = measure
+        super().__init__(config, dataset, run, device, dist, measure)
         # What the objective needs from the other processes; None keeps the one-process path.
         self.collective = dist if dist.enabled else None
-        self.networks = Networks.build(config, dataset, device)
-        self.model, self.objective = self.networks.model, self.networks.objective
         self.autocast = self.networks.autocast
         self.train_model = dist.data_parallel(self.model, device)
         self.optimizer = build_optimizer(list(self.model.parameters()) + list(self.objective.parameters()), config)
         self.loader = training_loader(config, dataset, device, self.networks.channels_last, dist)
+        self.steps_per_epoch = self.loader.steps_per_epoch
         self.schedule = StepSchedule(self.optimizer, config, self.loader.steps_per_epoch,
                                      getattr(self.objective, "variational", None))
         self.gpu = GpuMonitor(device)
-        self.epoch = 0  # the epoch in progress (0-based)
         self.step_in_epoch = 0  # steps of ``epoch`` already done
-        self.global_step = 0
         self.latched = False
         self.accumulator = EpochAccumulator()
         # Class moments of this epoch's training batches, when the latch at its end reads them.
         self.epoch_moments: ClassMomentSums | None = self._new_epoch_moments()
-        self.saved_at: tuple[int, int] | None = None  # (epoch, global step) of the checkpoint on disk
-        self.checkpoint_clock = CheckpointClock(config.checkpoint_minutes)
-        self.evaluation: dict | None = None  # the last eval line's values (rank 0)
-        self.best: dict | None = None  # keep_best: metric, value, epoch, step of checkpoints/best.pt
-        self.on_step: Callable[[dict], None] = lambda record: None
-        self.on_epoch: Callable[[dict], None] = lambda record: None
 
     @property
     def is_variational(self) -> bool:
@@ -155,15 +140,7 @@ class Trainer:
             "config": self.config.to_dict(),  # what trained it: an edited config.toml is found at resume
         }
 
-    def restore(self, state: dict, where: str) -> None:
-        """``load_state_dict``, for a checkpoint read from a file: BadInput (one line, starting
-        with ``where``) when it is not a checkpoint this run can continue from."""
-        check_checkpoint(state, self.config, where)
-        self.networks.check_fits(state, where)
-        with not_fitting(where):
-            self.load_state_dict(state)
-
-    def load_state_dict(self, state: dict) -> None:
+    def _load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -175,21 +152,6 @@ class Trainer:
         moments = state.get("epoch_moments")  # None at an epoch's start; absent before latch_source existed
         self.epoch_moments = (ClassMomentSums.from_state(moments, self.device) if moments is not None
                               else self._new_epoch_moments())
-        self.saved_at = (self.epoch, self.global_step)
-        self.best = self._best_on_disk()
-
-    def _best_on_disk(self) -> dict | None:
-        """The record of the run's best.pt, the best so far for a resumed run: it may be newer than
-        last.pt (written at an evaluation after which the run stopped before its next checkpoint)."""
-        if not (self.config.keep_best and self.dist.is_main and self.run.checkpoint_file("best").is_file()):
-            return None
-        return self.run.load_checkpoint(which="best", mmap=True).get("best")
-
-    def save_checkpoint(self) -> None:
-        with self.checkpoint_clock.writing():
-            if self.dist.is_main:
-                self.run.save_checkpoint(self.state_dict())
-        self.saved_at = (self.epoch, self.global_step)
 
     def _synchronize_objective(self) -> None:
         """Rank 0's Γ, A (and CE head) on every rank: equal by construction, equal bit for bit."""
@@ -223,10 +185,6 @@ class Trainer:
         return self.networks.latching_features(self.loader, self.epoch, self.config.seed, self.dist.rank,
                                                images=self.config.latch_images, micro_batch=self.config.micro_batch)
 
-    def evaluation_features(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of an image set in eval mode, without augmentation (for classification)."""
-        return self.networks.evaluation_features(images, labels, self.dataset, self.config.network_batch)
-
     def _latches_after(self, epoch: int) -> bool:
         """True when Algorithm 1 latches at the end of ``epoch`` (0-based): every latch_every epochs."""
         every = self.config.latch_every
@@ -247,7 +205,7 @@ class Trainer:
             self.latch()  # Algorithm 1, line 2: initialize Γ, A by latching
             self.save_checkpoint()
             if self.dist.any(stop.requested):  # a signal during the latch: stop before the first step
-                raise TrainingInterrupted(_signal_name(stop))
+                raise TrainingInterrupted(signal_name(stop))
         while self.epoch < config.epochs:
             self._train_epoch(stop)
             if self._latches_after(self.epoch):
@@ -257,29 +215,13 @@ class Trainer:
             self.step_in_epoch = 0
             self.accumulator = EpochAccumulator()
             self.epoch_moments = self._new_epoch_moments()
-            if self.config.eval_every and self.epoch % self.config.eval_every == 0 and self.dist.is_main:
+            if self._evaluation_due():
                 self.evaluate()  # the other ranks wait for rank 0 at the next collective
             stopping = self.dist.any(stop.requested)
             if stopping or self.epoch == config.epochs or self.checkpoint_clock.due():
                 self.save_checkpoint()
             if stopping:
-                raise TrainingInterrupted(_signal_name(stop))
-
-    # ------------------------------------------------------------------ evaluation (rank 0)
-    def evaluate(self) -> dict:
-        """Measure the featurizer now (``measure``), log an ``eval`` line, keep best.pt if it is the best."""
-        if self.measure is None:
-            raise RuntimeError("this Trainer was built without a measure: evaluating needs one "
-                               "(vmcr2_cli.evaluation.during_training.measure)")
-        values = self.measure(self)
-        self.run.append_metrics("eval", epoch=self.epoch, step=self.global_step, **values)
-        self.evaluation = {"epoch": self.epoch, **values}
-        metric = self.config.keep_best
-        score = values.get(metric) if metric else None
-        if score is not None and (self.best is None or score > self.best["value"]):
-            self.best = {"metric": metric, "value": score, "epoch": self.epoch, "step": self.global_step}
-            self.run.save_checkpoint({**self.state_dict(), "best": self.best}, which="best")
-        return values
+                raise TrainingInterrupted(signal_name(stop))
 
     def train_step(self, images: torch.Tensor, partition: ClassPartition) -> StepResult:
         """Algorithm 1, lines 4–12 on one batch: this rank's images, the global batch's classes. When the
@@ -369,7 +311,7 @@ class Trainer:
                 self._check_finite(first_bad_step)
                 acc.seconds = time.perf_counter() - epoch_start
                 self.save_checkpoint()
-                raise TrainingInterrupted(_signal_name(stop))
+                raise TrainingInterrupted(signal_name(stop))
         self._check_finite(first_bad_step)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -404,41 +346,3 @@ class Trainer:
             raise NonFiniteLoss(bad)
 
 
-
-class CheckpointClock:
-    """When an epoch's end writes a checkpoint (the last epoch and every stop always do).
-
-    ``minutes`` > 0: once that many minutes have passed since the last checkpoint. 0 (auto):
-    whenever the time since the last one is at least ``1/COST_SHARE`` times what writing the
-    last one took, so checkpoints cost at most 2% of a run; on a CPU, where an epoch takes
-    seconds and a checkpoint milliseconds, that is every epoch. Epochs between two
-    checkpoints are replayed exactly by ``--resume`` after a crash; a signal or a full
-    disk stops the run with a checkpoint of its last step.
-    """
-
-    COST_SHARE = 0.02
-
-    def __init__(self, minutes: float) -> None:
-        self.minutes = minutes
-        self.last_end: float | None = None  # perf_counter() when the last checkpoint was written
-        self.last_cost = 0.0  # seconds the last write took
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.last_end = time.perf_counter()
-        self.last_cost = self.last_end - start
-
-    def due(self) -> bool:
-        if self.last_end is None:
-            return True
-        elapsed = time.perf_counter() - self.last_end
-        if self.minutes > 0:
-            return elapsed >= self.minutes * 60
-        return elapsed * self.COST_SHARE >= self.last_cost
-
-
-def _signal_name(stop: StopRequested) -> str:
-    """The signal that stopped training; under DDP maybe another rank's."""
-    return stop.signal_name or "a signal to another process"
