@@ -26,12 +26,13 @@ def redunet(invariant: bool, in_channels: int, feature_dim: int, image_size: tup
     global generator. BadInput unless ``feature_dim`` is the size of its features."""
     settings = construction.settings
     pooled = tuple(side // settings.pool for side in image_size)
-    if invariant:
+    if invariant and settings.fold_rows:  # a 1D signal along the columns: C channels of W
+        size, how = settings.channels * pooled[1], f"{settings.channels} lifted channels × {pooled[1]}"
+    elif invariant:
         size = settings.channels * pooled[0] * pooled[1]
         how = f"{settings.channels} lifted channels × {pooled[0]}×{pooled[1]}"
     else:
-        size = in_channels * pooled[0] * pooled[1]
-        how = f"{in_channels}×{pooled[0]}×{pooled[1]}"
+        size, how = in_channels * pooled[0] * pooled[1], f"{in_channels}×{pooled[0]}×{pooled[1]}"
     if min(pooled) < 1:
         raise BadInput(f"redunet_pool = {settings.pool} exceeds the {image_size[0]}×{image_size[1]} images")
     if feature_dim != size:
