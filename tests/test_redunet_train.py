@@ -12,6 +12,7 @@ import torch
 from fixtures_data import isolate_data, write_idx_dataset
 
 from cli_runner import vmcr2
+from watch_fixtures import async_test, wait_until
 from vmcr2_cli.config import resolve_config
 from vmcr2_cli.featurizer import load_featurizer
 from vmcr2_cli.runs import RunDir
@@ -72,6 +73,10 @@ def test_each_layer_is_an_epoch_line_with_the_rates_and_the_run_evaluates(tmp_pa
     features = featurizer.features(images)
     assert features.shape == (5, 256)
     assert torch.allclose(features.norm(dim=1), torch.ones(5), atol=1e-5)
+    code, out, err = vmcr2("export", run, "--torchscript", tmp_path / "redunet.pt", capsys=capsys)
+    assert code == 0, err
+    exported = torch.jit.load(tmp_path / "redunet.pt")
+    assert torch.allclose(exported(images), features, atol=1e-6)
 
 
 def test_a_construction_resumed_with_more_layers_equals_one_built_at_once(tmp_path, data, capsys):
@@ -108,6 +113,9 @@ def test_the_invariant_form_trained_by_the_cli_maps_a_shifted_image_to_its_shift
     pooled_offset = tuple(step // 4 for step in offset)
     expected = torch.roll(featurizer.features(images).view(layout), pooled_offset, dims)
     assert torch.allclose(featurizer.features(moved).view(layout), expected, atol=1e-5)
+    code, out, err = vmcr2("export", featurizer.run.path, "--onnx", tmp_path / "f.onnx", capsys=capsys)
+    assert code == 2 and "no complex numbers" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "f.onnx").exists()
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -136,3 +144,21 @@ def test_the_construction_set_is_balanced_and_a_class_that_runs_out_leaves_its_s
     assert torch.bincount(labels[chosen]).tolist() == [13, 13, 4] and len(set(chosen.tolist())) == 30
     assert torch.equal(chosen, balanced_sample(labels, 30, seed=0))
     assert not torch.equal(chosen, balanced_sample(labels, 30, seed=1))
+
+
+@async_test
+async def test_watch_shows_the_rates_along_the_layers(tmp_path, data):
+    from vmcr2_cli.tui.app import WatchApp
+    from vmcr2_cli.tui.metric_chart import MetricChart
+    from vmcr2_cli.tui.runs_table import RunsTable
+    from vmcr2_cli.tui.watcher import resolve_targets
+
+    code, out, err = construct(tmp_path, data, *VECTOR, epochs=3)
+    assert code == 0, err
+    run = Path(json.loads(out)["run_dir"])
+    app = WatchApp(resolve_targets([run]), interval=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: run.name in {s.name for s in app.query_one(RunsTable).summaries})
+        summary = {s.name: s for s in app.query_one(RunsTable).summaries}[run.name]
+        assert summary.epoch == 3 and summary.delta_r == pytest.approx(lines(run, "epoch")[-1]["delta_r"])
+        assert app.query_one("#chart-delta_r", MetricChart).series[0].xs == [1, 2, 3]

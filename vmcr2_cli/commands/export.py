@@ -76,9 +76,10 @@ def _export_csv(runs: list[Path], csv_path: Path) -> None:
 
 def _export_models(run: Path, models: dict[str, Path], checkpoint: str) -> None:
     from vmcr2_cli.featurizer import load_featurizer
-    from vmcr2_cli.featurizer.exporters import FORMATS
+    from vmcr2_cli.featurizer.exporters import FORMATS, check_expressible
 
     featurizer = load_featurizer(run, checkpoint, device="cpu", precision="fp32")
+    check_expressible(featurizer, list(models))
     shape = "×".join(map(str, featurizer.preprocessing.shape))
     for name, path in models.items():
         FORMATS[name][0](featurizer, path)

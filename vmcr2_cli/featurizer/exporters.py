@@ -47,6 +47,16 @@ def check_available(formats: list[str]) -> None:
         raise BadInput(f"export --{' --'.join(formats)}: needs {', '.join(missing)}: {INSTALL_HINT}")
 
 
+def check_expressible(featurizer: Featurizer, formats: list[str]) -> None:
+    """BadInput, before anything is written, for a format that cannot express the featurizer: ONNX and
+    safetensors have no complex numbers, in which the invariant ReduNet's layers compute (frequency by
+    frequency)."""
+    real_only = [name for name in formats if name in ("onnx", "safetensors")]
+    if real_only and any(buffer.is_complex() for buffer in featurizer.model.buffers()):
+        raise BadInput(f"export --{' --'.join(real_only)}: no complex numbers there, in which this invariant "
+                       f"ReduNet's layers compute (frequency by frequency); export it with --torchscript")
+
+
 def exportable(featurizer: Featurizer) -> FeaturizerModule:
     """The featurizer with its preprocessing as one float32 module on the CPU, in eval mode."""
     if featurizer.device.type != "cpu" or featurizer.precision.dtype != "fp32":
