@@ -8,7 +8,11 @@ seeded random offset), as the MCR² lecture's tables (vector against invariant R
 Images are rolled at the network's input size (Fashion-MNIST: zero-padded to 32×32), by multiples of
 the run's ``redunet_pool`` (so that a roll of the image is a roll of the pooled signal the layers see;
 ``redunet_shifts = "rows"`` runs: horizontal rolls only). Classification as ``vmcr2 eval``'s: eq. 8's
-nearest subspace (⌊d/k⌋ directions) and kNN (k = 10, cosine), fitted on the run's training features.
+nearest subspace (⌊d/k⌋ directions) and kNN (k = 10, cosine), fitted on the run's training features,
+and the network's head, the lecture's rule: argmax_j π̂_j(z) = argmin_j ‖Cʲ z‖ (eq. 14) with the
+operators of the construction set's last features. The invariant form's features of a rolled image are
+the rolled features (equivariant): nearest subspace and kNN, which compare them with unrolled training
+features, are not invariant; its head is (‖Cʲ z‖ does not change when z is rolled).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def measure(run: str, seed: int) -> dict:
         z = featurizer.features(images)
         result[f"{name}_nearest_subspace_accuracy"] = accuracy(predict_nearest_subspace(z, bases), test_labels)
         result[f"{name}_knn_accuracy"] = accuracy(knn_predict(train_z, train_labels, z, k), test_labels)
+        result[f"{name}_head_accuracy"] = accuracy(featurizer.model.classify(z), test_labels)
     return result
 
 

@@ -9,7 +9,7 @@ from fixtures_data import isolate_data, write_idx_dataset
 from cli_runner import vmcr2
 from vmcr2_cli.config import DATASETS, FIELDS, MODELS, OBJECTIVES, resolve_config
 from vmcr2_cli.data.registry import DATASETS as DATASET_REGISTRY
-from vmcr2_cli.models.registry import MODEL_BUILDERS
+from vmcr2_cli.models.registry import CONSTRUCTED_MODELS, MODEL_BUILDERS
 from vmcr2_cli.objective_registry import OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS
 
 
@@ -149,6 +149,8 @@ def test_every_registered_name_resolves_as_a_config(tmp_path, key, names):
     defaults.write_text('description = "the defaults"\n')
     for name in names:
         values = {key: name, "augment": "resized-crop" if name in SELF_SUPERVISED else "none"}
+        if name in CONSTRUCTED_MODELS:
+            values["objective"] = "mcr2"  # a ReduNet is constructed from ΔR's gradient
         if key == "dataset" and DATASET_REGISTRY[name].num_classes is None and name != "synthetic":
             values["data_root"] = str(tmp_path)  # the user's own files: found where data_root says
         config, _ = resolve_config(str(defaults), None, values)

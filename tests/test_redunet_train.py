@@ -17,6 +17,10 @@ from vmcr2_cli.config import resolve_config
 from vmcr2_cli.featurizer import load_featurizer
 from vmcr2_cli.runs import RunDir
 from vmcr2_cli.training.construction import balanced_sample
+from vmcr2_cli.tui.app import WatchApp
+from vmcr2_cli.tui.metric_chart import MetricChart
+from vmcr2_cli.tui.runs_table import RunsTable
+from vmcr2_cli.tui.watcher import resolve_targets
 
 # Small Fashion-MNIST-format files (28×28, padded to 32×32 as vmcr2 reads them): 200 training images
 # (20 a class), 40 test images.
@@ -57,9 +61,10 @@ def test_each_layer_is_an_epoch_line_with_the_rates_and_the_run_evaluates(tmp_pa
     assert all(line["r"] - line["r_c"] == pytest.approx(line["delta_r"]) and line["loss"] == -line["delta_r"]
                for line in epochs)
     assert [line["epoch"] for line in lines(run, "eval")] == [2, 4]
-    assert 0.0 <= result["nearest_subspace_accuracy"] <= 1.0 and 0.0 <= result["knn_accuracy"] <= 1.0
+    assert all(0.0 <= result[key] <= 1.0 for key in ("nearest_subspace_accuracy", "knn_accuracy", "head_accuracy"))
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert sorted({key.split(".")[1] for key in state["model"]}) == ["0", "1", "2", "3"]  # the operators
+    # The operators of the 4 layers and of the head (the next layer's, which classifies by π̂):
+    assert {key.rsplit(".", 1)[0] for key in state["model"]} == {"layers.0", "layers.1", "layers.2", "layers.3", "head"}
     assert state["model"]["layers.0.C"].shape == (10, 256, 256) and state["model"]["layers.0.E"].dtype == torch.float64
 
     code, out, err = vmcr2("eval", run, "--no-figures", "--json", capsys=capsys)
@@ -113,6 +118,9 @@ def test_the_invariant_form_trained_by_the_cli_maps_a_shifted_image_to_its_shift
     pooled_offset = tuple(step // 4 for step in offset)
     expected = torch.roll(featurizer.features(images).view(layout), pooled_offset, dims)
     assert torch.allclose(featurizer.features(moved).view(layout), expected, atol=1e-5)
+    # and its head (π̂, eq. 14) gives a rolled image the class of the image
+    assert torch.equal(featurizer.model.classify(featurizer.features(moved)),
+                       featurizer.model.classify(featurizer.features(images)))
     code, out, err = vmcr2("export", featurizer.run.path, "--onnx", tmp_path / "f.onnx", capsys=capsys)
     assert code == 2 and "no complex numbers" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "f.onnx").exists()
@@ -148,11 +156,6 @@ def test_the_construction_set_is_balanced_and_a_class_that_runs_out_leaves_its_s
 
 @async_test
 async def test_watch_shows_the_rates_along_the_layers(tmp_path, data):
-    from vmcr2_cli.tui.app import WatchApp
-    from vmcr2_cli.tui.metric_chart import MetricChart
-    from vmcr2_cli.tui.runs_table import RunsTable
-    from vmcr2_cli.tui.watcher import resolve_targets
-
     code, out, err = construct(tmp_path, data, *VECTOR, epochs=3)
     assert code == 0, err
     run = Path(json.loads(out)["run_dir"])

@@ -360,9 +360,9 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     if config.keep_best and not config.eval_every:
         raise BadInput(f"{where}: keep_best = {config.keep_best!r} selects among the evaluations during training: "
                        f"set eval_every too")
-    if config.keep_best == "head_accuracy" and config.objective != "ce":
+    if config.keep_best == "head_accuracy" and config.objective != "ce" and config.model not in CONSTRUCTED_MODELS:
         raise BadInput(f"{where}: keep_best = 'head_accuracy' needs a classification head: only objective = 'ce' "
-                       f"has one")
+                       f"and the ReduNets (their memberships π̂) have one")
     if config.model in CONSTRUCTED_MODELS:
         if config.objective != "mcr2":
             raise BadInput(f"{where}: model = {config.model!r} is constructed from the gradient of MCR²'s ΔR "

@@ -90,7 +90,7 @@ def render_eval(results: dict[str, Any], eval_path: str, console) -> None:
                      fmt(results["nearest_subspace_energy_accuracy"], ".4f"))
     optional = [(f"kNN (cosine, k = {results['knn_k']})", "knn_accuracy"),
                 *((score.label, score.key) for score in SCORES),
-                ("CE head (Linear(d, k))", "head_accuracy")]
+                ("CE head (Linear(d, k))" if results["objective"] == "ce" else "ReduNet head (π̂, eq. 14)", "head_accuracy")]
     for label, key in optional:
         if results.get(key) is not None:
             accuracy.add_row(label, fmt(results[key], ".4f"))

@@ -90,7 +90,7 @@ def train(
         split = "validation" if result.get("split") == "val" else "test"
         typer.echo(f"run: {result['run_dir']}")
         for key, name in (("nearest_subspace_accuracy", "nearest-subspace"), ("knn_accuracy", "kNN"),
-                          ("head_accuracy", "CE head")):
+                          ("head_accuracy", "head")):
             if result.get(key) is not None:
                 typer.echo(f"{name} {split} accuracy: {result[key]:.4f}")
 

@@ -56,7 +56,7 @@ def measure(trainer) -> dict[str, Any]:
             predict_nearest_subspace(test_z, dominant.to(test_z.device, torch.float32)), test_y),
         "knn_accuracy": accuracy(knn_predict(train_z, train_y, test_z, k), test_y),
     }
-    head = head_accuracy(trainer.objective, test_z, test_y)
+    head = head_accuracy(trainer.model, trainer.objective, test_z, test_y)
     if head is not None:
         result["head_accuracy"] = head
     result.update({

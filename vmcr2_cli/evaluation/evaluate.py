@@ -101,7 +101,7 @@ def evaluate_run(loaded: LoadedRun, options: EvalOptions = EvalOptions(),
     recall = per_class_recall(predicted, test_y, k)
     scores = method_scores(train_z, train_y, test_z, test_y, k, options.methods, eps2=config.eps2,
                            seed=config.seed, knn_k=options.knn_k, log=log)
-    head = head_accuracy(loaded.networks.objective, test_z, test_y)
+    head = head_accuracy(loaded.networks.model, loaded.networks.objective, test_z, test_y)
 
     effective = effective_dimension(stats.eigenvalues)
     dim90 = energy_dimension(stats.eigenvalues, DOMINANT_ENERGY)

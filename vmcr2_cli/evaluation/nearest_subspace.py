@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from vmcr2_cli.models.redunet import ConstructedNetwork
+
 from vmcr2_cli.objectives.numerics import symmetric_eigh
 
 
@@ -75,12 +77,15 @@ def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
     return (predicted == labels.to(predicted.device)).double().mean().item()
 
 
-def head_accuracy(objective, test_z: torch.Tensor, test_y: torch.Tensor) -> float | None:
-    """The test accuracy of the objective's CE head on ``test_z``; None for an objective without one."""
+def head_accuracy(model, objective, test_z: torch.Tensor, test_y: torch.Tensor) -> float | None:
+    """The test accuracy on ``test_z`` of the featurizer's own classifier, its head: CE's linear head, or a
+    ReduNet's estimated memberships π̂ (eq. 14 of the lecture, argmin_j ‖Cʲ z‖); None without one."""
     cross_entropy = getattr(objective, "cross_entropy", None)
-    if cross_entropy is None:
-        return None
-    return accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
+    if cross_entropy is not None:
+        return accuracy(cross_entropy.logits(test_z).argmax(1), test_y)
+    if isinstance(model, ConstructedNetwork) and model.head is not None:
+        return accuracy(model.classify(test_z), test_y)
+    return None
 
 
 def per_class_recall(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -102,9 +102,12 @@ class ConstructedNetwork(nn.Module):
 
     f(x) = φ^L ∘ … ∘ φ¹(input(x)), its rows flattened. ``grow`` adds the layer of the construction
     set's features entering it; ``through`` passes that set (with its labels: the known Π) through
-    the layers built so far, which is how a construction resumes. The layers are buffers only, so a
-    checkpoint is the operators; ``fit_layers_to`` makes as many empty layers as a saved state holds
-    before it is loaded (a network starts with none).
+    the layers built so far, which is how a construction resumes. ``head``: the operators of the
+    construction set's features leaving the last layer (the next layer, unapplied), whose π̂ (eq. 14)
+    classifies: argmax_j π̂_j(z) = argmin_j ‖Cʲ z‖ (``classify``), the lecture's rule, invariant to
+    shifts for the invariant form. The layers are buffers only, so a checkpoint is the operators;
+    ``fit_layers_to`` makes as many empty layers as a saved state holds before it is loaded (a network
+    starts with none).
     """
 
     layer_type: type
@@ -113,6 +116,7 @@ class ConstructedNetwork(nn.Module):
         super().__init__()
         self.settings, self.dtype, self.pool = settings, dtype, settings.pool
         self.layers = nn.ModuleList()
+        self.head: nn.Module | None = None
 
     def pooled(self, X: Tensor) -> Tensor:
         """Images (m, c, H, W) averaged over ``pool``×``pool`` blocks (d shrinks by pool²; cyclic shifts by
@@ -131,13 +135,19 @@ class ConstructedNetwork(nn.Module):
         """What a layer of this network is made with besides its buffers."""
         return {"eta": self.settings.eta, "lam": self.settings.lam}
 
-    def grow(self, Z: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-        """Construct one more layer on Z (the construction set's features entering it); Z leaving it."""
+    def _construct(self, Z: Tensor, labels: Tensor, num_classes: int) -> nn.Module:
         settings = self.settings
-        layer = self.layer_type.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2,
-                                          lam=settings.lam)
+        return self.layer_type.construct(Z, labels, num_classes, eta=settings.eta, eps2=settings.eps2,
+                                         lam=settings.lam)
+
+    def grow(self, Z: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+        """One more layer on Z (the construction set's features entering it: the head's operators when
+        it has one) and the head on Z leaving it; Z leaving it."""
+        layer = self.head if self.head is not None else self._construct(Z, labels, num_classes)
         self.layers.append(layer)
-        return layer(Z, labels)
+        Z = layer(Z, labels)
+        self.head = self._construct(Z, labels, num_classes)
+        return Z
 
     def through(self, Z: Tensor, labels: Tensor) -> Tensor:
         for layer in self.layers:
@@ -155,14 +165,30 @@ class ConstructedNetwork(nn.Module):
     def forward(self, X: Tensor) -> Tensor:
         return self.features(X).flatten(1)
 
+    def _layout(self) -> tuple[int, ...]:
+        """The shape of one sample's features in the layers (forward flattens it)."""
+        return (-1,)
+
+    @torch.no_grad()
+    def classify(self, features: Tensor, batch_size: int = 1000) -> Tensor:
+        """Eq. 14's class of each row of ``features`` (as forward returns them): argmax_j π̂_j by the head."""
+        if self.head is None:
+            raise ValueError("a network without layers classifies nothing")
+        return torch.cat([self.head.memberships(rows.to(self.dtype).reshape(len(rows), *self._layout())).argmax(1)
+                          for rows in features.split(batch_size)])
+
     def fit_layers_to(self, state: dict[str, Tensor]) -> None:
-        """Empty layers of the saved shapes, as many as ``state`` (a state_dict of this network) holds."""
+        """Empty layers (and head) of the saved shapes, as many as ``state`` (a state_dict of this network)
+        holds."""
+        def placeholder(prefix: str) -> nn.Module:
+            tensors = {name: torch.zeros_like(state[f"{prefix}.{name}"]) for name in self.layer_type.BUFFERS}
+            return self.layer_type(**tensors, **self._layer_arguments())
+
         count = 0
         while f"layers.{count}.{self.layer_type.BUFFERS[0]}" in state:
             count += 1
-        buffers = [{name: torch.zeros_like(state[f"layers.{i}.{name}"]) for name in self.layer_type.BUFFERS}
-                   for i in range(count)]
-        self.layers = nn.ModuleList(self.layer_type(**tensors, **self._layer_arguments()) for tensors in buffers)
+        self.layers = nn.ModuleList(placeholder(f"layers.{i}") for i in range(count))
+        self.head = placeholder("head") if f"head.{self.layer_type.BUFFERS[0]}" in state else None
 
 
 class ReduNet(ConstructedNetwork):

@@ -167,6 +167,9 @@ class ShiftReduNet(ConstructedNetwork):
     def _layer_arguments(self) -> dict:
         return {**super()._layer_arguments(), "shape": self.lifting.shape}
 
+    def _layout(self) -> tuple[int, ...]:
+        return (self.lifting.filters.shape[0], *self.lifting.shape)
+
 
 def shift_rates(Z: Tensor, labels: Tensor, num_classes: int, eps2: float) -> RateReduction:
     """R, R_c and ΔR (eq. 1) of the shift-augmented set — every cyclic shift a sample — per frequency.

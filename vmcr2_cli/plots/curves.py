@@ -10,7 +10,7 @@ from vmcr2_cli.plots.style import EXTRA_COLORS, OBJECTIVE_COLORS, new_figure, sa
 
 PANELS = (("delta_r", r"$\Delta R = R - R_c$"), ("r", r"$R$ (expansion)"), ("r_c", r"$R_c$ (compression)"))
 ACCURACY_PANELS = (("nearest_subspace_accuracy", "nearest subspace (eq. 8)"), ("knn_accuracy", "kNN (cosine, k = 10)"),
-                   ("head_accuracy", "CE head"))
+                   ("head_accuracy", "head (CE's; ReduNet's π̂)"))
 LINESTYLES = ["-", "--", "-.", ":"]
 
 
