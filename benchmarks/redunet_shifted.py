@@ -4,8 +4,11 @@ seeded random offset), as the MCR² lecture's tables (vector against invariant R
 
     python benchmarks/redunet_shifted.py runs/…-redunet runs/…-redunet-shift \
         --json benchmarks/runs/redunet/shifted.json
+    python benchmarks/redunet_shifted.py runs/…-redunet runs/…-redunet-polar --move rotate --angles 48
 
-Images are rolled at the network's input size (Fashion-MNIST: zero-padded to 32×32), by multiples of
+With ``--move rotate``, images are instead turned about their centre by random multiples of 360°/T
+(bilinear: only quarter turns are exact shifts of a polar run's signal). Images are rolled at the
+network's input size (Fashion-MNIST: zero-padded to 32×32), by multiples of
 the run's ``redunet_pool`` (so that a roll of the image is a roll of the pooled signal the layers see;
 ``redunet_shifts = "rows"`` runs: horizontal rolls only). Classification as ``vmcr2 eval``'s: eq. 8's
 nearest subspace (⌊d/k⌋ directions) and kNN (k = 10, cosine), fitted on the run's training features,
@@ -32,6 +35,16 @@ from vmcr2_cli.featurizer import load_featurizer
 from vmcr2_cli.runs import atomic_write_json
 
 
+def rotated(images: torch.Tensor, angles: int, seed: int) -> torch.Tensor:
+    """Each image turned about its centre by its own random multiple of 360°/``angles`` (bilinear)."""
+    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    generator = torch.Generator().manual_seed(seed)
+    turns = torch.randint(angles, (len(images),), generator=generator).tolist()
+    return torch.stack([rotate(image, 360.0 * turn / angles, InterpolationMode.BILINEAR)
+                        for image, turn in zip(images, turns)])
+
+
 def rolled(images: torch.Tensor, step: int, horizontal_only: bool, seed: int) -> torch.Tensor:
     """Each image rolled cyclically by its own random offset, a multiple of ``step`` on each axis."""
     generator = torch.Generator().manual_seed(seed)
@@ -44,7 +57,7 @@ def rolled(images: torch.Tensor, step: int, horizontal_only: bool, seed: int) ->
     return moved
 
 
-def measure(run: str, seed: int) -> dict:
+def measure(run: str, seed: int, move: str, angles: int) -> dict:
     featurizer = load_featurizer(run, device="cpu")
     config = featurizer.config
     dataset = featurizer.dataset()
@@ -54,13 +67,15 @@ def measure(run: str, seed: int) -> dict:
     if tuple(test_images.shape[1:]) != featurizer.preprocessing.network_shape:  # rolled at the network's size
         test_images = F.pad(test_images, featurizer.preprocessing.padding)
     test_labels = dataset.test_labels
-    moved = rolled(test_images, config.redunet_pool, config.redunet_shifts == "rows", seed)
+    moved = (rotated(test_images, angles, seed) if move == "rotate"
+             else rolled(test_images, config.redunet_pool, config.redunet_shifts == "rows", seed))
     train_z = featurizer.features(train_images)
     p = default_components(d, k)
     bases = class_statistics(train_z, train_labels, k, components=p, eps2=config.eps2).bases.float()
     result = {"run": Path(run).name, "model": config.model, "layers": config.epochs, "feature_dim": d,
               "construction_images": config.redunet_samples, "components": p}
-    for name, images in (("test", test_images), ("rolled", moved)):
+    result["moved"] = move if move == "roll" else f"rotate by multiples of 360°/{angles}"
+    for name, images in (("test", test_images), ("moved", moved)):
         z = featurizer.features(images)
         result[f"{name}_nearest_subspace_accuracy"] = accuracy(predict_nearest_subspace(z, bases), test_labels)
         result[f"{name}_knn_accuracy"] = accuracy(knn_predict(train_z, train_labels, z, k), test_labels)
@@ -72,11 +87,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories of model = redunet or redunet-shift")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offsets")
+    parser.add_argument("--move", choices=("roll", "rotate"), default="roll",
+                        help="roll (cyclic translations) or rotate the test images")
+    parser.add_argument("--angles", type=int, default=48, help="--move rotate: turns by multiples of 360°/ANGLES "
+                        "(a polar run's T: its rotations by them are shifts of its signal)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = []
     for run in args.runs:
-        results.append(measure(run, args.seed))
+        results.append(measure(run, args.seed, args.move, args.angles))
         print(json.dumps(results[-1]), flush=True)
     if args.json is not None:
         atomic_write_json(args.json, {"seed": args.seed, "runs": results})

@@ -126,6 +126,20 @@ def test_the_invariant_form_trained_by_the_cli_maps_a_shifted_image_to_its_shift
     assert not (tmp_path / "f.onnx").exists()
 
 
+def test_the_polar_form_maps_a_quarter_turn_to_a_roll_of_its_angles(tmp_path, data, capsys):
+    # 32×32 pooled by 4: 8×8, R = 4 radii, T = 24 angles; C = 2 lifted channels of 24
+    code, out, err = construct(tmp_path, data, *INVARIANT, "--set", "redunet_shifts=polar", "--set", "feature_dim=48",
+                               epochs=2, capsys=capsys)
+    assert code == 0, err
+    featurizer = load_featurizer(json.loads(out)["run_dir"], precision="fp32")
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    turned = torch.rot90(images, 1, (2, 3))
+    expected = torch.roll(featurizer.features(images).view(4, 2, 24), -6, 2)  # a quarter of the 24 angles
+    assert torch.allclose(featurizer.features(turned).view(4, 2, 24), expected, atol=1e-5)
+    assert torch.equal(featurizer.model.classify(featurizer.features(turned)),
+                       featurizer.model.classify(featurizer.features(images)))
+
+
 @pytest.mark.parametrize("settings, message", [
     (("--set", "model=redunet", "--set", "feature_dim=64", "--objective", "ce"), "set objective = 'mcr2'"),
     (VECTOR[:2] + ("--set", "feature_dim=100", "--set", "redunet_pool=2", "--set", "redunet_samples=100"),

@@ -19,6 +19,7 @@ from typing import Any
 from vmcr2_cli.data.augment import AUGMENTATIONS, FLIPPING, RESIZED_CROP
 from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.models.redunet_shift import SIGNALS
 from vmcr2_cli.models.registry import CONSTRUCTED_MODELS, MODEL_BUILDERS
 from vmcr2_cli.objective_registry import (OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS,
                                          methods_with_key)
@@ -95,9 +96,10 @@ class TrainConfig:
                                  applies=_INVARIANT)
     redunet_kernel: int = _key(5, "invariant ReduNet: taps a side of the lifting's random filters", low=1,
                                applies=_INVARIANT)
-    redunet_shifts: str = _key("2d", "invariant ReduNet: to 2D cyclic translations (2d) or to horizontal cyclic "
-                               "shifts, each image row a channel of a 1D signal (rows)", choices=("2d", "rows"),
-                               applies=_INVARIANT)
+    redunet_shifts: str = _key("2d", "invariant ReduNet: to 2D cyclic translations (2d), to horizontal cyclic "
+                               "shifts, each image row a channel of a 1D signal (rows), or to rotations, the image "
+                               "sampled at R = size/2 radii and 6R angles, each radius a channel (polar)",
+                               choices=SIGNALS, applies=_INVARIANT)
     # --- objective (paper §4.1)
     objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)
     eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)

@@ -3,13 +3,14 @@ constructed (training/construction.py) or loaded from a checkpoint."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.models.redunet import ConstructedNetwork, ReduNet, ReduNetSettings
-from vmcr2_cli.models.redunet_shift import Lifting, ShiftReduNet
+from vmcr2_cli.models.redunet_shift import Lifting, ShiftReduNet, signal_layout
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,10 @@ def redunet(invariant: bool, in_channels: int, feature_dim: int, image_size: tup
     global generator. BadInput unless ``feature_dim`` is the size of its features."""
     settings = construction.settings
     pooled = tuple(side // settings.pool for side in image_size)
-    if invariant and settings.fold_rows:  # a 1D signal along the columns: C channels of W
-        size, how = settings.channels * pooled[1], f"{settings.channels} lifted channels × {pooled[1]}"
-    elif invariant:
-        size = settings.channels * pooled[0] * pooled[1]
-        how = f"{settings.channels} lifted channels × {pooled[0]}×{pooled[1]}"
+    signal_channels, shape = signal_layout(settings.shifts, in_channels, pooled)
+    if invariant:
+        size = settings.channels * math.prod(shape)
+        how = f"{settings.channels} lifted channels × {'×'.join(map(str, shape))} ({settings.shifts})"
     else:
         size, how = in_channels * pooled[0] * pooled[1], f"{in_channels}×{pooled[0]}×{pooled[1]}"
     if min(pooled) < 1:
@@ -42,8 +42,6 @@ def redunet(invariant: bool, in_channels: int, feature_dim: int, image_size: tup
                        f"set feature_dim = {size}")
     if not invariant:
         return ReduNet(settings, construction.dtype)
-    signal_channels, shape = ((in_channels * pooled[0], (pooled[1],)) if settings.fold_rows
-                              else (in_channels, pooled))
     seed = int(torch.randint(0, 2**31 - 1, ()).item())  # from the generator the run's seed set
     lifting = Lifting(signal_channels, settings.channels, shape, kernel=settings.kernel, seed=seed)
     return ShiftReduNet(settings, lifting, construction.dtype)

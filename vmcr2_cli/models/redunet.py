@@ -36,11 +36,11 @@ class ReduNetSettings:
     eps2: float = 0.5  # ε², the precision of the rates
     lam: float = 500.0  # λ, the softmax's inverse temperature in eq. 14
     pool: int = 1  # images averaged over pool × pool blocks before the first layer
-    # The invariant form: C channels lifted by random filters of ``kernel`` taps a side; ``fold_rows``
-    # reads an image as a 1D signal along its columns, each row a channel (else 2D, translations).
+    # The invariant form: C channels lifted by random filters of ``kernel`` taps a side; ``shifts``: the
+    # signal it is invariant to the cyclic shifts of (redunet_shift.SIGNALS).
     channels: int = 8
     kernel: int = 5
-    fold_rows: bool = False
+    shifts: str = "2d"
 
 
 class ReduNetLayer(nn.Module):

@@ -143,11 +143,38 @@ class Lifting(nn.Module):
         return _unit(torch.relu(lifted))
 
 
-class ShiftReduNet(ConstructedNetwork):
-    """The lifting, then the constructed invariant layers: features (m, C·∏shape) of inputs (m, c, *shape).
+# The signals an invariant ReduNet reads an image (c, H, W) as, and so the shifts it is invariant to:
+# "2d": the image itself (2D cyclic translations; other inputs: their own axes); "rows": a 1D signal
+# along the columns, each row of each channel a channel (c·H, W): horizontal cyclic shifts; "polar":
+# the image sampled at R = ⌊min(H, W)/2⌋ radii and T = 6R angles around its centre, each radius of each
+# channel a channel (c·R, T): a rotation by 2π/T is a cyclic shift (the lecture's 1D case, rotated digits).
+SIGNALS = ("2d", "rows", "polar")
 
-    ``settings.fold_rows``: images (m, c, H, W) are read as 1D signals along their columns, each row of each
-    channel a channel of its own (c·H, W): invariant to horizontal cyclic shifts, the lecture's 1D case."""
+
+def signal_layout(shifts: str, channels: int, size: tuple[int, int]) -> tuple[int, tuple[int, ...]]:
+    """(channels, shape) of the signal an image of ``channels`` × ``size`` is read as (see SIGNALS)."""
+    if shifts == "rows":
+        return channels * size[0], (size[1],)
+    if shifts == "polar":
+        radii = min(size) // 2
+        return channels * radii, (6 * radii,)
+    return channels, tuple(size)
+
+
+def polar_samples(X: Tensor, radii: int, angles: int) -> Tensor:
+    """Images (m, c, H, W) bilinearly sampled on a polar grid about their centre: (m, c, radii, angles),
+    radius (i + ½)/radii of the half-size, angle 2πt/angles; a quarter turn of a square image
+    (torch.rot90 from rows to columns) rolls the angles by −angles/4."""
+    r = (torch.arange(radii, dtype=torch.float64) + 0.5) / radii
+    theta = 2 * math.pi * torch.arange(angles, dtype=torch.float64) / angles
+    grid = torch.stack([r[:, None] * torch.cos(theta), r[:, None] * torch.sin(theta)], dim=-1)  # (x, y)
+    grid = grid.to(X.device, X.dtype).expand(len(X), radii, angles, 2)
+    return nn.functional.grid_sample(X, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class ShiftReduNet(ConstructedNetwork):
+    """The lifting, then the constructed invariant layers: features (m, C·∏shape) of inputs (m, c, *shape)
+    (images read as the signal ``settings.shifts`` names, see SIGNALS)."""
 
     layer_type = ShiftReduNetLayer
 
@@ -157,7 +184,9 @@ class ShiftReduNet(ConstructedNetwork):
 
     def input_features(self, X: Tensor) -> Tensor:
         X = self.pooled(X)
-        if self.settings.fold_rows:
+        if self.settings.shifts == "polar" and X.dim() == 4:
+            X = polar_samples(X.to(self.lifting.filters.dtype), min(X.shape[-2:]) // 2, self.lifting.shape[0])
+        if self.settings.shifts in ("rows", "polar") and X.dim() == 4:
             X = X.flatten(1, 2)
         return self.lifting(X).to(self.dtype)
 

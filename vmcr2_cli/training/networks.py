@@ -114,7 +114,7 @@ def construction_of(config: TrainConfig) -> Construction:
     """The ReduNet settings of a configuration (its ε² is the rates', eq. 1; its layers are the epochs)."""
     settings = ReduNetSettings(layers=config.epochs, eta=config.redunet_eta, eps2=config.eps2,
                                lam=config.redunet_lambda, pool=config.redunet_pool, channels=config.redunet_channels,
-                               kernel=config.redunet_kernel, fold_rows=config.redunet_shifts == "rows")
+                               kernel=config.redunet_kernel, shifts=config.redunet_shifts)
     return Construction(settings, getattr(torch, config.objective_dtype))
 
 
