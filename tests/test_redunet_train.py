@@ -146,6 +146,7 @@ def test_the_polar_form_maps_a_quarter_turn_to_a_roll_of_its_angles(tmp_path, da
      "set feature_dim = 256"),
     (VECTOR + ("--set", "redunet_samples=500"), "redunet_samples = 500 exceeds the 200 training images"),
     (("--set", "redunet_channels=4"), "redunet_channels = 4 has no effect with model = 'mnist-cnn'"),
+    (VECTOR + ("--nproc", "2"), "is constructed in one process, not 2"),
 ])
 def test_a_construction_that_cannot_be_is_one_line_and_no_run(tmp_path, data, capsys, settings, message):
     code, out, err = vmcr2("train", "--objective", "mcr2", *settings, "--data-root", data, "--runs-dir",
