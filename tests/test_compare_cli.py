@@ -245,6 +245,13 @@ def test_a_key_an_older_run_did_not_write_counts_as_its_default_then(tmp_path):
     assert run_labels([old, new]) == ["V-MCR² mu_final=0.0", "V-MCR² mu_final=1.0"]
 
 
+def test_a_key_without_effect_in_the_runs_does_not_tell_them_apart(tmp_path):
+    def record(name, seed, latch_source):  # latch_source changes only V-MCR² runs
+        return RunRecord(RunDir(tmp_path / name), {}, {"objective": "ce", "seed": seed, "latch_source": latch_source})
+
+    assert run_labels([record("a", 0, "epoch"), record("b", 1, "pass")]) == ["CE seed=0", "CE seed=1"]
+
+
 def test_a_2x2_sweep_trains_four_named_runs_and_compares_them(tmp_path, capsys):
     runs = tmp_path / "runs"
     code, out, err = vmcr2("compare", "--train", "--profile", "synthetic", "--objectives", "vmcr2", "--epochs", "1",

@@ -137,9 +137,9 @@ def run_labels(records: list[RunRecord]) -> list[str]:
             continue
         keys = [key for key in dict.fromkeys(key for other in group for key in other.config)
                 if key not in NOT_DISTINGUISHING
-                and len({repr(_setting(other, key)) for other in group}) > 1]
+                and len({repr(_effective_setting(other, key)) for other in group}) > 1]
         values = " ".join(f"{key}={_setting(record, key)}" for key in keys)
-        distinct = len({tuple(repr(_setting(other, key)) for key in keys) for other in group}) == len(group)
+        distinct = len({tuple(repr(_effective_setting(other, key)) for key in keys) for other in group}) == len(group)
         named.append(f"{label} {values}" if keys and distinct else f"{label} ({record.run.name})")
     return named
 
@@ -148,6 +148,15 @@ def _setting(record: RunRecord, key: str) -> Any:
     """``key`` in the run's config; a key its version did not write yet had its default then."""
     field = FIELDS.get(key)
     return record.config.get(key, field.default if field is not None else None)
+
+
+def _effective_setting(record: RunRecord, key: str) -> Any:
+    """``_setting``, or None where the key has no effect in the run (``latch_source`` of a CE run)."""
+    field = FIELDS.get(key)
+    applies = field.metadata["applies"] if field is not None else None
+    if applies is not None and _setting(record, applies[0]) not in applies[1]:
+        return None
+    return _setting(record, key)
 
 
 def _row(record: RunRecord) -> dict[str, Any]:
