@@ -38,6 +38,7 @@ def test_an_absent_class_compresses_nothing():
     layer = ReduNetLayer.construct(Z, labels, 4, eta=0.5, eps2=0.5, lam=10.0)
     assert torch.equal(layer.C[3], torch.zeros_like(layer.C[3])) and layer.gamma[3] == 0
     assert layer.gamma.sum().item() == pytest.approx(1.0)
+    assert torch.all(layer.memberships(Z)[:, 3] == 0)  # its residual ‖C z‖ = 0 would win every sample
 
 
 def test_the_estimated_memberships_sum_to_one_and_find_the_class_of_samples_not_in_the_construction():

@@ -79,7 +79,7 @@ class ReduNetLayer(nn.Module):
     def memberships(self, Z: Tensor, compressed: Tensor | None = None) -> Tensor:
         """π̂ (m, k) of eq. 14: a softmax over the classes of −λ‖Cʲ z‖."""
         compressed = self._compressed(Z) if compressed is None else compressed
-        return torch.softmax(-self.lam * torch.linalg.vector_norm(compressed, dim=-1), dim=1)
+        return estimated_memberships(torch.linalg.vector_norm(compressed, dim=-1), self.gamma, self.lam)
 
     def gradient(self, Z: Tensor, memberships: Tensor, compressed: Tensor | None = None) -> Tensor:
         """g(z) of eqs. 13/15 for every row of Z, with memberships π (m, k)."""
@@ -95,6 +95,12 @@ class ReduNetLayer(nn.Module):
         else:
             memberships = nn.functional.one_hot(labels, self.C.shape[0]).to(Z.dtype)
         return nn.functional.normalize(Z + self.eta * self.gradient(Z, memberships, compressed), dim=1)
+
+
+def estimated_memberships(residuals: Tensor, gamma: Tensor, lam: float) -> Tensor:
+    """π̂ = softmax_j(−λ‖Cʲ z‖) (eq. 14) from the residuals (m, k); a class absent from the construction
+    set (γ_j = 0: its C is 0, its residual 0) gets none."""
+    return torch.softmax((-lam * residuals).masked_fill(gamma == 0, float("-inf")), dim=1)
 
 
 class ConstructedNetwork(nn.Module):

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vmcr2_cli.models.redunet import ConstructedNetwork, ReduNetSettings, construct
+from vmcr2_cli.models.redunet import ConstructedNetwork, ReduNetSettings, construct, estimated_memberships
 from vmcr2_cli.objectives.rate_reduction import RateReduction
 
 
@@ -97,7 +97,7 @@ class ShiftReduNetLayer(nn.Module):
     def memberships(self, Z: Tensor) -> Tensor:
         """π̂ (m, k) of eq. 14, from ‖Cʲ z‖ (shift-invariant)."""
         compressed = self._compressed(_spectrum(Z, len(self.shape)))
-        return torch.softmax(-self.lam * self._residuals(compressed), dim=1)
+        return estimated_memberships(self._residuals(compressed), self.gamma, self.lam)
 
     def forward(self, Z: Tensor, labels: Tensor | None = None) -> Tensor:
         """z + η g(z), g(z) = E z − Σ_j γ_j πʲ Cʲ z computed per frequency, onto the sphere; ``labels``
@@ -105,7 +105,7 @@ class ShiftReduNetLayer(nn.Module):
         spectrum = _spectrum(Z, len(self.shape))
         compressed = self._compressed(spectrum)
         if labels is None:
-            memberships = torch.softmax(-self.lam * self._residuals(compressed), dim=1)
+            memberships = estimated_memberships(self._residuals(compressed), self.gamma, self.lam)
         else:
             memberships = nn.functional.one_hot(labels, self.C.shape[0]).to(Z.dtype)
         weights = (memberships * self.gamma).to(spectrum.dtype)
