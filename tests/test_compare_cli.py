@@ -252,6 +252,14 @@ def test_a_key_without_effect_in_the_runs_does_not_tell_them_apart(tmp_path):
     assert run_labels([record("a", 0, "epoch"), record("b", 1, "pass")]) == ["CE seed=0", "CE seed=1"]
 
 
+def test_a_constructed_run_is_named_by_its_network(tmp_path):
+    def record(name, model, shifts="2d"):
+        return RunRecord(RunDir(tmp_path / name), {}, {"objective": "mcr2", "model": model, "redunet_shifts": shifts})
+
+    assert run_labels([record("a", "redunet"), record("b", "redunet-shift", "polar"), record("c", "mnist-cnn")]) == [
+        "ReduNet", "ReduNet (polar shifts)", "MCR²"]
+
+
 def test_a_2x2_sweep_trains_four_named_runs_and_compares_them(tmp_path, capsys):
     runs = tmp_path / "runs"
     code, out, err = vmcr2("compare", "--train", "--profile", "synthetic", "--objectives", "vmcr2", "--epochs", "1",

@@ -128,7 +128,7 @@ NOT_DISTINGUISHING = ("description", "data_root", "device", "log_every", "eval_a
 def run_labels(records: list[RunRecord]) -> list[str]:
     """The objective's name (with V-MCR²'s method); where several runs share it, the config keys
     whose values tell them apart (a sweep's ``mu=0.1 lr=0.01``), else the run's name."""
-    labels = [objective_label(record.objective, record.key("vmcr2_method")) for record in records]
+    labels = [_kind(record) for record in records]
     named = []
     for label, record in zip(labels, records):
         group = [other for other, same in zip(records, labels) if same == label]
@@ -142,6 +142,16 @@ def run_labels(records: list[RunRecord]) -> list[str]:
         distinct = len({tuple(repr(_effective_setting(other, key)) for key in keys) for other in group}) == len(group)
         named.append(f"{label} {values}" if keys and distinct else f"{label} ({record.run.name})")
     return named
+
+
+def _kind(record: RunRecord) -> str:
+    """What made the run's features: its objective (with V-MCR²'s method), or a constructed ReduNet."""
+    model = record.key("model")
+    if model == "redunet":
+        return "ReduNet"
+    if model == "redunet-shift":
+        return f"ReduNet ({_setting(record, 'redunet_shifts')} shifts)"
+    return objective_label(record.objective, record.key("vmcr2_method"))
 
 
 def _setting(record: RunRecord, key: str) -> Any:
