@@ -5,6 +5,7 @@ import pytest
 from vmcr2_cli.config import (TrainConfig, config_from_dict, list_profiles, load_config_file, parse_override,
                               profiles_dir, resolve_config, to_toml)
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.models.registry import CONSTRUCTED_MODELS
 from vmcr2_cli.objective_registry import SELF_SUPERVISED, SUPERVISED
 
 PAPER_PROFILES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tinyimagenet",
@@ -14,8 +15,15 @@ PAPER_PROFILES = ("mnist", "fashion-mnist", "cifar10", "cifar100", "tinyimagenet
 @pytest.mark.parametrize("name", sorted(list_profiles()))
 def test_every_shipped_profile_resolves_for_every_objective(name):
     """The supervised ones for mcr2, vmcr2 and ce (an objective-only key belongs in its table);
-    the self-supervised ones for their objectives."""
-    objectives = SELF_SUPERVISED if resolve_config(name)[0].objective in SELF_SUPERVISED else SUPERVISED
+    the self-supervised ones for their objectives; a constructed network (ReduNet) for MCR², whose
+    ΔR builds it, and for no other objective."""
+    default = resolve_config(name)[0]
+    objectives = SELF_SUPERVISED if default.objective in SELF_SUPERVISED else SUPERVISED
+    if default.model in CONSTRUCTED_MODELS:
+        objectives = ("mcr2",)
+        for other in set(SUPERVISED) - {"mcr2"}:
+            with pytest.raises(BadInput, match="constructed from the gradient"):
+                resolve_config(name, other)
     for objective in objectives:
         config, path = resolve_config(name, objective)
         assert config.objective == objective
