@@ -100,6 +100,12 @@ class TrainConfig:
                                "shifts, each image row a channel of a 1D signal (rows), or to rotations, the image "
                                "sampled at R = size/2 radii and 6R angles, each radius a channel (polar)",
                                choices=SIGNALS, applies=_INVARIANT)
+    init_from: str = _key("", "ReduNet: a ReduNet run whose layers the network starts from, then trained by the "
+                          "objective with back-propagation, its operators E, C_j parameters (the lecture's "
+                          "fine-tuning); '' = construct the network from ΔR's gradient", applies=_CONSTRUCTED)
+    init_random: bool = _key(False, "ReduNet with init_from: keep only that run's architecture (its layers, lifting "
+                             "and memberships' class weights) and draw the operators at random (the lecture's "
+                             "back-propagation-only control)", applies=_CONSTRUCTED)
     # --- objective (paper §4.1)
     objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)
     eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)
@@ -362,13 +368,16 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     if config.keep_best and not config.eval_every:
         raise BadInput(f"{where}: keep_best = {config.keep_best!r} selects among the evaluations during training: "
                        f"set eval_every too")
-    if config.keep_best == "head_accuracy" and config.objective != "ce" and config.model not in CONSTRUCTED_MODELS:
+    if config.keep_best == "head_accuracy" and config.objective != "ce" and not constructs(config):
         raise BadInput(f"{where}: keep_best = 'head_accuracy' needs a classification head: only objective = 'ce' "
-                       f"and the ReduNets (their memberships π̂) have one")
-    if config.model in CONSTRUCTED_MODELS:
+                       f"and the constructed ReduNets (their memberships π̂) have one")
+    if config.init_random and not config.init_from:
+        raise BadInput(f"{where}: init_random = true draws the operators of init_from's architecture: set init_from")
+    if constructs(config):
         if config.objective != "mcr2":
             raise BadInput(f"{where}: model = {config.model!r} is constructed from the gradient of MCR²'s ΔR "
-                           f"(eq. 1), not trained by an objective: set objective = 'mcr2', not {config.objective!r}")
+                           f"(eq. 1), not trained by an objective: set objective = 'mcr2', not {config.objective!r} "
+                           f"(or init_from = a ReduNet run, to train its layers by back-propagation)")
         if processes > 1:
             raise BadInput(f"{where}: model = {config.model!r} is constructed in one process, not {processes}")
     if config.warmup_epochs > config.epochs:
@@ -388,6 +397,12 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
         raise BadInput(f"{where}: dataset = {config.dataset!r} needs data_root (or --data-root): "
                        f"{spec.description.split(': ', 1)[1]}")
     return config
+
+
+def constructs(config: TrainConfig) -> bool:
+    """Whether ``config``'s network is constructed layer by layer (a ReduNet without ``init_from``) rather than
+    trained by back-propagation."""
+    return config.model in CONSTRUCTED_MODELS and not config.init_from
 
 
 def check_flips(config: TrainConfig, mirror_safe: bool, data: str, where: str) -> None:
@@ -410,7 +425,7 @@ def check_data_fit(config: TrainConfig, num_classes: int, num_train: int, where:
         if held:
             source += f" less the {held} that val_fraction = {config.val_fraction} holds out"
         raise BadInput(f"{where}: batch_size = {config.batch_size} exceeds {source}")
-    if config.model in CONSTRUCTED_MODELS and config.redunet_samples > images - held:
+    if constructs(config) and config.redunet_samples > images - held:
         raise BadInput(f"{where}: redunet_samples = {config.redunet_samples} exceeds the {images - held} training "
                        f"images of {config.dataset} (after train_subset and val_fraction)")
     if config.objective == "vmcr2" and config.batch_size < num_classes:

@@ -145,13 +145,16 @@ def run_labels(records: list[RunRecord]) -> list[str]:
 
 
 def _kind(record: RunRecord) -> str:
-    """What made the run's features: its objective (with V-MCR²'s method), or a constructed ReduNet."""
+    """What made the run's features: its objective (with V-MCR²'s method), or a ReduNet, constructed or
+    trained from its operators (``init_from``: constructed ones, or random ones with ``init_random``)."""
     model = record.key("model")
-    if model == "redunet":
-        return "ReduNet"
-    if model == "redunet-shift":
-        return f"ReduNet ({_setting(record, 'redunet_shifts')} shifts)"
-    return objective_label(record.objective, record.key("vmcr2_method"))
+    trained = objective_label(record.objective, record.key("vmcr2_method"))
+    if model not in ("redunet", "redunet-shift"):
+        return trained
+    network = "ReduNet" if model == "redunet" else f"ReduNet ({_setting(record, 'redunet_shifts')} shifts)"
+    if not _setting(record, "init_from"):
+        return network
+    return f"{network} + {trained}{' from random operators' if _setting(record, 'init_random') else ''}"
 
 
 def _setting(record: RunRecord, key: str) -> Any:

@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from vmcr2_cli.objectives.rate_reduction import RateReduction, rate_reduction
 
 
+OPERATORS = ("E", "C")  # a layer's expansion and compressions: what back-propagation trains
+
+
 @dataclass(frozen=True)
 class ReduNetSettings:
     """The construction's constants (the lecture's mixture-of-Gaussians run: η 0.5, ε² 0.01)."""
@@ -195,6 +198,26 @@ class ConstructedNetwork(nn.Module):
             count += 1
         self.layers = nn.ModuleList(placeholder(f"layers.{i}") for i in range(count))
         self.head = placeholder("head") if f"head.{self.layer_type.BUFFERS[0]}" in state else None
+
+    def train_operators(self) -> None:
+        """The layers' operators E and C_j (``OPERATORS``) become parameters, for back-propagation through eq. 17's
+        map (the lecture's fine-tuning); the head goes: the features it was built on will move. γ_j stay."""
+        for layer in self.layers:
+            for name in OPERATORS:
+                value = getattr(layer, name)
+                delattr(layer, name)
+                layer.register_parameter(name, nn.Parameter(value))
+        self.head = None
+
+    @torch.no_grad()
+    def randomize_operators(self, generator: torch.Generator) -> None:
+        """Every layer's operators drawn uniformly in ±1/√n (n: the size of the vector each one maps; real and
+        imaginary parts alike), as a linear layer's default: the architecture without its construction."""
+        for layer in self.layers:
+            for name in OPERATORS:
+                operator = getattr(layer, name)
+                entries = torch.view_as_real(operator) if operator.is_complex() else operator
+                entries.uniform_(-operator.shape[-1] ** -0.5, operator.shape[-1] ** -0.5, generator=generator)
 
 
 class ReduNet(ConstructedNetwork):

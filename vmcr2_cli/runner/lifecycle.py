@@ -86,10 +86,12 @@ def _resolve_new(profile: str, objective: str | None, values: dict[str, Any], ru
     """The validated configuration of a new run and its profile's path; BadInput for anything wrong."""
     from vmcr2_cli.config import resolve_config
     from vmcr2_cli.runs import check_writable
+    from vmcr2_cli.training.initial import check_init_from
 
     if name is not None:
         _check_run_name(name)
     resolved = resolve_config(profile, objective, values, processes=processes)
+    check_init_from(resolved[0])
     check_writable(runs_dir)
     return resolved
 
@@ -183,14 +185,24 @@ class Session:
 
         On rank 0 its metrics also go to TensorBoard and W&B (``purge_from``: see ``open_tensorboard``).
         """
+        from vmcr2_cli.config import constructs
         from vmcr2_cli.evaluation.during_training import measure
-        from vmcr2_cli.models.registry import CONSTRUCTED_MODELS
         from vmcr2_cli.runner.display import TrainingDisplay
         from vmcr2_cli.training.construction import Constructor
+        from vmcr2_cli.training.initial import initial_model_state
         from vmcr2_cli.training.trainer import Trainer
 
-        loop = Constructor if self.config.model in CONSTRUCTED_MODELS else Trainer
-        trainer = loop(self.config, self.dataset, run, self.device, self.dist, measure=measure)
+        config = self.config
+        if constructs(config):
+            trainer = Constructor(config, self.dataset, run, self.device, self.dist, measure=measure)
+        else:
+            # A fine-tuned ReduNet's layers exist before its optimizer: the checkpoint's, or init_from's.
+            initial = (self.dist.on_main(lambda: initial_model_state(config))
+                       if config.init_from and state is None else None)
+            trainer = Trainer(config, self.dataset, run, self.device, self.dist, measure=measure,
+                              layers_of=state["model"] if state is not None else initial)
+            if initial is not None:
+                trainer.start_from(initial, f"init_from {config.init_from}")
         if state is not None:
             trainer.restore(state, where)
         self.display = TrainingDisplay(self.config.epochs, trainer.steps_per_epoch, quiet=not self.dist.is_main)

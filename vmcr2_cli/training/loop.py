@@ -34,14 +34,14 @@ class RunLoop:
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device,
                  dist: Distributed = SINGLE_PROCESS,
-                 measure: Callable[["RunLoop"], dict[str, Any]] | None = None) -> None:
+                 measure: Callable[["RunLoop"], dict[str, Any]] | None = None, layers_of: dict | None = None) -> None:
         self.config = config
         self.dataset = dataset
         self.run = run
         self.device = device
         self.dist = dist
         self.measure = measure
-        self.networks = Networks.build(config, dataset, device)
+        self.networks = Networks.build(config, dataset, device, layers_of)
         self.model, self.objective = self.networks.model, self.networks.objective
         self.epoch = 0  # the epoch in progress (0-based)
         self.global_step = 0

@@ -53,18 +53,26 @@ class Networks:
         return self.precision.autocast
 
     @classmethod
-    def build(cls, config: TrainConfig, dataset: ImageDataset, device: torch.device) -> "Networks":
-        return cls.of_shape(config, dataset.image_shape, dataset.num_classes, device)
+    def build(cls, config: TrainConfig, dataset: ImageDataset, device: torch.device,
+              layers_of: dict | None = None) -> "Networks":
+        return cls.of_shape(config, dataset.image_shape, dataset.num_classes, device, layers_of)
 
     @classmethod
     def of_shape(cls, config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int,
-                 device: torch.device) -> "Networks":
-        """The networks of ``config`` for (C, H, W) inputs and ``num_classes`` classes, without the data."""
+                 device: torch.device, layers_of: dict | None = None) -> "Networks":
+        """The networks of ``config`` for (C, H, W) inputs and ``num_classes`` classes, without the data.
+
+        ``layers_of``: a ReduNet's saved state (its ``model`` part), whose layers it takes, empty, before an
+        optimizer sees its parameters (with ``init_from``: its operators are parameters, trained)."""
         torch.manual_seed(config.seed)  # initial weights and Γ: the same on every process
         constructed = config.model in CONSTRUCTED_MODELS
         model = build_featurizer(config.model, in_channels=image_shape[0], feature_dim=config.feature_dim,
                                  stem=config.stem, width=config.width, image_size=tuple(image_shape[1:]),
                                  dropout=config.dropout, construction=construction_of(config) if constructed else None)
+        if isinstance(model, ConstructedNetwork) and layers_of is not None:
+            model.fit_layers_to(layers_of)
+        if isinstance(model, ConstructedNetwork) and config.init_from:
+            model.train_operators()
         # A ReduNet computes in its own precision (objective_dtype): no autocast.
         precision = backbone_precision(device, "fp32" if constructed else config.precision)
         model = on_device(model, device, precision)
@@ -74,8 +82,9 @@ class Networks:
 
     def check_fits(self, state: dict, where: str) -> None:
         """BadInput (one line) unless the checkpoint's weights have the shapes of these networks (a
-        constructed network first takes as many layers as the checkpoint holds)."""
-        if isinstance(self.model, ConstructedNetwork) and isinstance(state.get("model"), dict):
+        constructed network without layers first takes as many as the checkpoint holds)."""
+        if (isinstance(self.model, ConstructedNetwork) and not self.model.layers
+                and isinstance(state.get("model"), dict)):
             self.model.fit_layers_to(state["model"])
         for part, module in (("model", self.model), ("objective", self.objective)):
             difference = state_difference(state[part], module.state_dict())

@@ -35,6 +35,7 @@ from vmcr2_cli.training.gpu_monitor import GpuMonitor
 from vmcr2_cli.training.interrupts import StopRequested, TrainingInterrupted
 from vmcr2_cli.training.latching import ClassMomentSums, latch_from_moments, latch_over_dataset
 from vmcr2_cli.training.loop import RunLoop, signal_name
+from vmcr2_cli.training.networks import not_fitting
 from vmcr2_cli.training.optim import StepSchedule, build_optimizer
 from vmcr2_cli.training.setup import training_loader
 from vmcr2_cli.training.step import fitting_micro_batch, step_gradients, training_step
@@ -98,8 +99,8 @@ class Trainer(RunLoop):
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset, run: RunDir, device: torch.device,
                  dist: Distributed = SINGLE_PROCESS,
-                 measure: Callable[["Trainer"], dict[str, Any]] | None = None) -> None:
-        super().__init__(config, dataset, run, device, dist, measure)
+                 measure: Callable[["Trainer"], dict[str, Any]] | None = None, layers_of: dict | None = None) -> None:
+        super().__init__(config, dataset, run, device, dist, measure, layers_of)
         # What the objective needs from the other processes; None keeps the one-process path.
         self.collective = dist if dist.enabled else None
         self.autocast = self.networks.autocast
@@ -115,6 +116,14 @@ class Trainer(RunLoop):
         self.accumulator = EpochAccumulator()
         # Class moments of this epoch's training batches, when the latch at its end reads them.
         self.epoch_moments: ClassMomentSums | None = self._new_epoch_moments()
+
+    def start_from(self, weights: dict, where: str) -> None:
+        """f_θ's weights from another run (``init_from``) before the first step; with ``init_random``, its
+        ReduNet's operators then drawn anew (seeded by the run's seed)."""
+        with not_fitting(where):
+            self.model.load_state_dict(weights)
+        if self.config.init_random:
+            self.model.randomize_operators(torch.Generator().manual_seed(self.config.seed))
 
     @property
     def is_variational(self) -> bool:
