@@ -13,7 +13,8 @@ the run's ``redunet_pool`` (so that a roll of the image is a roll of the pooled 
 ``redunet_shifts = "rows"`` runs: horizontal rolls only). Classification as ``vmcr2 eval``'s: eq. 8's
 nearest subspace (⌊d/k⌋ directions) and kNN (k = 10, cosine), fitted on the run's training features,
 and the network's head, the lecture's rule: argmax_j π̂_j(z) = argmin_j ‖Cʲ z‖ (eq. 14) with the
-operators of the construction set's last features. The invariant form's features of a rolled image are
+operators of the construction set's last features (a ReduNet trained on by back-propagation, ``init_from``: its
+CE head, a linear map of the features, not invariant). The invariant form's features of a rolled image are
 the rolled features (equivariant): nearest subspace and kNN, which compare them with unrolled training
 features, are not invariant; its head is (‖Cʲ z‖ does not change when z is rolled).
 """
@@ -29,10 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from vmcr2_cli.evaluation.knn import knn_predict
-from vmcr2_cli.evaluation.nearest_subspace import accuracy, default_components, predict_nearest_subspace
+from vmcr2_cli.evaluation.nearest_subspace import (accuracy, default_components, head_accuracy,
+                                                   predict_nearest_subspace)
 from vmcr2_cli.evaluation.statistics import class_statistics
 from vmcr2_cli.featurizer import load_featurizer
 from vmcr2_cli.runs import atomic_write_json
+from vmcr2_cli.training.networks import Networks
 
 
 def rotated(images: torch.Tensor, angles: int, seed: int) -> torch.Tensor:
@@ -60,6 +63,10 @@ def rolled(images: torch.Tensor, step: int, horizontal_only: bool, seed: int) ->
 def measure(run: str, seed: int, move: str, angles: int) -> dict:
     featurizer = load_featurizer(run, device="cpu")
     config = featurizer.config
+    # The run's own classifier: a constructed network's π̂, or the CE head of one trained on (init_from).
+    networks = Networks.of_shape(config, featurizer.preprocessing.network_shape, featurizer.num_classes,
+                                 torch.device("cpu"))
+    networks.load(featurizer.run.load_checkpoint(), run)
     dataset = featurizer.dataset()
     k, d = featurizer.num_classes, featurizer.feature_dim
     train_images, train_labels = dataset.reference()
@@ -79,7 +86,7 @@ def measure(run: str, seed: int, move: str, angles: int) -> dict:
         z = featurizer.features(images)
         result[f"{name}_nearest_subspace_accuracy"] = accuracy(predict_nearest_subspace(z, bases), test_labels)
         result[f"{name}_knn_accuracy"] = accuracy(knn_predict(train_z, train_labels, z, k), test_labels)
-        result[f"{name}_head_accuracy"] = accuracy(featurizer.model.classify(z), test_labels)
+        result[f"{name}_head_accuracy"] = head_accuracy(networks.model, networks.objective, z, test_labels)
     return result
 
 
