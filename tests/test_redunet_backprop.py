@@ -13,6 +13,7 @@ from fixtures_data import isolate_data, write_idx_dataset
 
 from cli_runner import vmcr2
 from test_redunet_train import INVARIANT, VECTOR, construct
+from vmcr2_cli.config import load_config_file
 from vmcr2_cli.models.redunet import ReduNet, ReduNetSettings
 
 
@@ -44,10 +45,12 @@ def weights(run: Path) -> dict:
 
 def test_the_constructed_operators_are_where_training_starts_and_back_propagation_moves_them(tmp_path, data, capsys):
     source = constructed(tmp_path, data, capsys, *VECTOR)
-    code, out, err = fine_tune(tmp_path, data, capsys, source, *VECTOR, epochs=1)
+    code, out, err = fine_tune(tmp_path, data, capsys, source.parent / "latest", *VECTOR, epochs=1)
     assert code == 0, err
     result = json.loads(out)
     run = Path(result["run_dir"])
+    # config.toml names the run that `latest` pointed to, not the link, which will point elsewhere:
+    assert load_config_file(run / "config.toml").init_from == str(source.resolve())
     built, tuned = weights(source), weights(run)
     # The same layers, without the construction's head (its operators described features that now move):
     assert set(tuned["model"]) == {key for key in built["model"] if not key.startswith("head.")}

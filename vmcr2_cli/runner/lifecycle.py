@@ -90,10 +90,10 @@ def _resolve_new(profile: str, objective: str | None, values: dict[str, Any], ru
 
     if name is not None:
         _check_run_name(name)
-    resolved = resolve_config(profile, objective, values, processes=processes)
-    check_init_from(resolved[0])
+    config, path = resolve_config(profile, objective, values, processes=processes)
+    config = check_init_from(config)
     check_writable(runs_dir)
-    return resolved
+    return config, path
 
 
 def resume(dist, path: Path, objective: str | None, values: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ when the weights are loaded.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from vmcr2_cli.config import TrainConfig, load_config_file
@@ -24,10 +26,11 @@ def _run(config: TrainConfig):
     return RunDir.open(config.init_from)
 
 
-def check_init_from(config: TrainConfig) -> None:
-    """BadInput (one line) unless ``init_from`` is a run of the network ``config`` builds."""
+def check_init_from(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``init_from`` resolved (``runs/latest`` followed: the run it names now, not whichever
+    it names later); BadInput (one line) unless that is a run of the network ``config`` builds."""
     if not config.init_from:
-        return
+        return config
     run = _run(config)
     source = load_config_file(run.config_path)
     for key in NETWORK_KEYS:
@@ -35,6 +38,7 @@ def check_init_from(config: TrainConfig) -> None:
         if theirs != ours:
             raise BadInput(f"init_from {config.init_from}: its network has {key} = {theirs!r}, this config "
                            f"{key} = {ours!r}: set {key} = {theirs!r}")
+    return dataclasses.replace(config, init_from=str(run.path))
 
 
 def initial_model_state(config: TrainConfig) -> dict[str, torch.Tensor]:
