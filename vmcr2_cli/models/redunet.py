@@ -212,12 +212,16 @@ class ConstructedNetwork(nn.Module):
     @torch.no_grad()
     def randomize_operators(self, generator: torch.Generator) -> None:
         """Every layer's operators drawn uniformly in ±1/√n (n: the size of the vector each one maps; real and
-        imaginary parts alike), as a linear layer's default: the architecture without its construction."""
+        imaginary parts alike), as a linear layer's default: the architecture without its construction. Drawn
+        on the CPU (``generator``'s device), so that a seed draws the same operators on any device."""
         for layer in self.layers:
             for name in OPERATORS:
                 operator = getattr(layer, name)
-                entries = torch.view_as_real(operator) if operator.is_complex() else operator
-                entries.uniform_(-operator.shape[-1] ** -0.5, operator.shape[-1] ** -0.5, generator=generator)
+                drawn = torch.empty(operator.shape, dtype=operator.dtype)
+                bound = operator.shape[-1] ** -0.5
+                (torch.view_as_real(drawn) if drawn.is_complex() else drawn).uniform_(-bound, bound,
+                                                                                       generator=generator)
+                operator.copy_(drawn)
 
 
 class ReduNet(ConstructedNetwork):
