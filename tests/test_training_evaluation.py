@@ -57,7 +57,7 @@ def test_val_fraction_holds_out_training_images_that_the_evaluations_measure(tmp
 
 @pytest.mark.parametrize("values, message", [
     (["--set", "keep_best=knn_accuracy"], "selects among the evaluations during training: set eval_every"),
-    (["--set", "keep_best=head_accuracy", "--set", "eval_every=1"], "only objective = 'ce' and the ReduNets"),
+    (["--set", "keep_best=head_accuracy", "--set", "eval_every=1"], "only objective = 'ce' and the constructed ReduNets"),
     (["--set", "val_fraction=0.9"], "'val_fraction' must be <= 0.5"),
     (["--set", "val_fraction=0.5", "--batch-size", "200"], "less the 100 that val_fraction = 0.5 holds out"),
     (["--set", "warmup_epochs=5"], "warmup_epochs = 5.0 exceeds epochs = 2"),
