@@ -79,7 +79,7 @@ def measure(run: str, seed: int, move: str, angles: int) -> dict:
     train_z = featurizer.features(train_images)
     p = default_components(d, k)
     bases = class_statistics(train_z, train_labels, k, components=p, eps2=config.eps2).bases.float()
-    result = {"run": Path(run).name, "model": config.model, "layers": config.epochs, "feature_dim": d,
+    result = {"run": Path(run).name, "model": config.model, "layers": len(featurizer.model.layers), "feature_dim": d,
               "construction_images": config.redunet_samples, "components": p}
     result["moved"] = move if move == "roll" else f"rotate by multiples of 360°/{angles}"
     for name, images in (("test", test_images), ("moved", moved)):
