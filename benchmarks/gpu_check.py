@@ -20,8 +20,8 @@ in this order, most telling first:
 7. one epoch of every other objective on CIFAR-100- and Tiny-ImageNet-shaped data;
 8. ``vmcr2 train --nproc 1``: the DDP path on NCCL.
 
-Each step's result is written as soon as it ends: a line of DIR/steps.jsonl, its whole output
-in DIR/logs/, and DIR/gpu_check.json and DIR/gpu_check.md rewritten (atomically); one line is
+Each step's result is written as soon as it ends: its whole output in DIR/logs/, DIR/gpu_check.json
+and DIR/gpu_check.md rewritten (atomically), then a line of DIR/steps.jsonl; one line is
 printed per step. When ``--budget-s`` (default 480 s on a GPU, unlimited with --cpu) runs out
 no new step starts (the rest are listed as skipped) and a running step is stopped at the
 budget, so a device call that is cut off still brings back every finished step. SIGTERM or
@@ -164,12 +164,9 @@ class Check:
             return self._write(result, output)
 
     def _write(self, result: Result, output: str) -> Result:
+        """The log and both summaries first, the line of steps.jsonl last: a step that has its line has the
+        rest (a SIGKILL, which nothing can hold, may fall between two of these writes)."""
         number = len(self.summary["steps"]) + 1
-        line = json.dumps(asdict(result), ensure_ascii=False)
-        with open(self.out / "steps.jsonl", "a") as steps:
-            steps.write(line + "\n")
-            steps.flush()
-            os.fsync(steps.fileno())
         if output:
             slug = re.sub(r"[^a-z0-9]+", "-", result.name.lower()).strip("-")[:60]
             (self.out / "logs" / f"{number:02d}-{slug}.log").write_text(output)
@@ -177,6 +174,10 @@ class Check:
         self.summary["seconds"] = round(time.time() - self.started, 1)
         _atomic_write(self.out / "gpu_check.json", json.dumps(self.summary, indent=2, ensure_ascii=False) + "\n")
         _atomic_write(self.out / "gpu_check.md", markdown(self.summary))
+        with open(self.out / "steps.jsonl", "a") as steps:
+            steps.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+            steps.flush()
+            os.fsync(steps.fileno())
         note = f" ({result.reason})" if result.reason else ""
         print(f"[{number:2d}] {result.status:<7} {result.seconds:6.1f} s  {result.name}{note}", flush=True)
         return result
