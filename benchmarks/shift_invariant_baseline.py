@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from vmcr2_cli.config import resolve_config
+from vmcr2_cli.data.registry import preprocessing_of
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.nearest_subspace import accuracy
 from vmcr2_cli.runs import atomic_write_json
@@ -25,9 +26,10 @@ from vmcr2_cli.training.construction import balanced_sample
 from vmcr2_cli.training.setup import load_training_data
 
 
-def pixels(images: torch.Tensor, pool: int) -> torch.Tensor:
-    """Images (n, 1, 28, 28) uint8 → (n, 1, 32/pool, 32/pool) float, zero-padded to 32 × 32 as vmcr2 reads them."""
-    padded = F.pad(images.float() / 255.0, (2, 2, 2, 2))
+def pixels(images: torch.Tensor, padding: tuple[int, ...], pool: int) -> torch.Tensor:
+    """uint8 images → float in [0, 1], zero-padded to the network's size as vmcr2 reads them (Fashion-MNIST:
+    28 × 28 → 32 × 32), averaged over pool × pool blocks."""
+    padded = F.pad(images.float() / 255.0, padding)
     return F.avg_pool2d(padded, pool) if pool > 1 else padded
 
 
@@ -45,8 +47,9 @@ def main() -> int:
     dataset = load_training_data(resolve_config("default")[0])
     images, labels = dataset.train_images, dataset.train_labels
     chosen = balanced_sample(labels, args.train, seed=0)
-    train_x, train_y = pixels(images[chosen], args.pool), labels[chosen]
-    test_x, test_y = pixels(dataset.test_images, args.pool), dataset.test_labels
+    padding = preprocessing_of(dataset).padding
+    train_x, train_y = pixels(images[chosen], padding, args.pool), labels[chosen]
+    test_x, test_y = pixels(dataset.test_images, padding, args.pool), dataset.test_labels
     k = dataset.num_classes
     result = {"train_images": args.train, "pool": args.pool, "test_images": len(test_y)}
     for name, read in (("pixels", lambda X: X.flatten(1)), ("fourier_magnitudes", spectrum_magnitudes)):

@@ -17,6 +17,7 @@ from typing import Any
 from vmcr2_cli.config import FIELDS
 from vmcr2_cli.errors import BadInput
 from vmcr2_cli.evaluation.classical import SCORES
+from vmcr2_cli.models.registry import CONSTRUCTED_MODELS
 from vmcr2_cli.numbers import finite, fmt
 from vmcr2_cli.objective_registry import objective_label
 from vmcr2_cli.runs import RunDir, add_epoch_line, epoch_number, is_run_dir, runs_in
@@ -149,7 +150,7 @@ def _kind(record: RunRecord) -> str:
     trained from its operators (``init_from``: constructed ones, or random ones with ``init_random``)."""
     model = record.key("model")
     trained = objective_label(record.objective, record.key("vmcr2_method"))
-    if model not in ("redunet", "redunet-shift"):
+    if model not in CONSTRUCTED_MODELS:
         return trained
     network = "ReduNet" if model == "redunet" else f"ReduNet ({_setting(record, 'redunet_shifts')} shifts)"
     if not _setting(record, "init_from"):

@@ -69,10 +69,11 @@ class Networks:
         model = build_featurizer(config.model, in_channels=image_shape[0], feature_dim=config.feature_dim,
                                  stem=config.stem, width=config.width, image_size=tuple(image_shape[1:]),
                                  dropout=config.dropout, construction=construction_of(config) if constructed else None)
-        if isinstance(model, ConstructedNetwork) and layers_of is not None:
-            model.fit_layers_to(layers_of)
-        if isinstance(model, ConstructedNetwork) and config.init_from:
-            model.train_operators()
+        if isinstance(model, ConstructedNetwork):
+            if layers_of is not None:
+                model.fit_layers_to(layers_of)
+            if config.init_from:
+                model.train_operators()
         # A ReduNet computes in its own precision (objective_dtype): no autocast.
         precision = backbone_precision(device, "fp32" if constructed else config.precision)
         model = on_device(model, device, precision)
