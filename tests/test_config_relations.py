@@ -45,7 +45,10 @@ CROSS_KEY_CASES = {
                               "track_rate = 0.5 has no effect with vmcr2_method = 'paper'"),
     "mu-with-tangent": (["--profile", "fashion-mnist", "--set", "mu=0.1"],
                         "mu = 0.1 has no effect with vmcr2_method = 'tangent' (only with vmcr2_method = 'paper' or "
-                        "'block')"),
+                        "'block' or 'tangent-push')"),
+    "nu-gamma-with-tangent-push": (["--set", "vmcr2_method='tangent-push'", "--set", "nu_gamma=2"],
+                                   "nu_gamma = 2.0 has no effect with vmcr2_method = 'tangent-push' (only with "
+                                   "vmcr2_method = 'paper' or 'block')"),
     "nu-with-tangent": (["--profile", "fashion-mnist-pairs", "--set", "nu_a=2"],
                         "nu_a = 2.0 has no effect with vmcr2_method = 'tangent'"),
     "classes-of-a-real-dataset": (["--set", "num_classes=20"],

@@ -173,3 +173,15 @@ def test_a_state_dict_from_before_the_cross_energy_loads_unmeasured():
     fresh = VariationalMCR2(6, 3, 6, dtype=F64)
     fresh.load_state_dict(old)
     assert torch.equal(fresh.gamma, v.gamma) and torch.isnan(fresh.cross_gram_energy)
+
+
+@pytest.mark.parametrize("sizes,d,s", CASES.values(), ids=CASES.keys())
+def test_pushed_encodings_are_the_proximal_steps_A_and_leave_the_dictionary_alone(sizes, d, s):
+    k, Z, labels, partition, v = batch_and_dictionary(sizes, d, s, seed=21)
+    gamma, A = v.gamma.clone(), v.A.clone()
+    pushed = block.pushed_encodings(v, Z, partition, check=True)
+    torch.testing.assert_close(v.gamma, gamma, rtol=0, atol=0)  # a copy is pushed: Γ, A untouched
+    torch.testing.assert_close(v.A, A, rtol=0, atol=0)
+    block.proximal_step(v, Z, partition, check=True)  # Algorithm 1's step (block form) from the same point
+    torch.testing.assert_close(pushed, v.A, rtol=RTOL, atol=1e-12)
+    assert not torch.equal(pushed, A)

@@ -5,6 +5,7 @@ import torch
 
 from test_objectives_variational import clustered_batch, generator, subspace_batch
 from vmcr2_cli.objectives import ObjectiveSettings, ClassPartition, VariationalMCR2, VMCR2Objective, build_objective, rate_reduction
+from vmcr2_cli.objectives import block
 from vmcr2_cli.objectives.block import dictionary_blocks
 from vmcr2_cli.objectives.tangent import tangent_bound, track
 
@@ -197,3 +198,36 @@ def test_tracking_one_sample_classes_in_float32_stays_finite():
     for _ in range(4):
         track(v.gamma, v.A, Z, partition, 1.0)
     assert torch.isfinite(v.gamma).all() and torch.isfinite(v.A).all()
+
+
+@pytest.mark.parametrize("mu", [0.1, 1.0, 10.0])
+def test_the_pushed_bound_is_below_the_tight_one_and_what_the_push_step_trains(mu):
+    """tangent-push takes the bound at a spectrum one A-step ahead: still ≤ ΔR (the bound holds at
+    any Φ), below the tight bound of the tracked dictionary, and the objective's loss is minus it."""
+    Z, labels = clustered_batch([6, 6, 6], d=6, seed=13)
+    partition = ClassPartition(labels, 3)
+    settings = ObjectiveSettings(atoms_per_class=6, method="tangent-push", mu=mu, dtype=F64)
+    objective = build_objective("vmcr2", 6, 3, settings)
+    v = objective.variational
+    v.latch(Z, partition)
+    result = objective.step(Z.clone().requires_grad_(), labels)  # tracks (rate 1: a refit), then pushes a copy
+    pushed = block.pushed_encodings(v, Z, partition, check=True)
+    pushed_bound = tangent_bound(Z, partition, v.gamma, pushed, EPS2).bound.item()
+    tight = tangent_bound(Z, partition, v.gamma, v.A, EPS2).bound.item()
+    assert result.loss.item() == pytest.approx(-pushed_bound, rel=1e-12)
+    assert tight == pytest.approx(rate_reduction(Z, labels, 3, EPS2, F64).delta_r.item(), rel=1e-9)
+    assert pushed_bound < tight - 1e-9
+
+
+def test_the_push_shrinks_as_mu_grows():
+    """The A-step is ν_A/L_A·∇ with L_A ∝ μ: the larger μ, the closer the pushed bound to the tight one."""
+    Z, labels = clustered_batch([6, 6, 6], d=6, seed=14)
+    partition = ClassPartition(labels, 3)
+    v = latched(Z, labels, 3, s=6)
+    gaps = []
+    for mu in (0.3, 3.0, 30.0):
+        v.mu = mu
+        pushed = block.pushed_encodings(v, Z, partition, check=True)
+        gaps.append(tangent_bound(Z, partition, v.gamma, v.A, EPS2).bound.item()
+                    - tangent_bound(Z, partition, v.gamma, pushed, EPS2).bound.item())
+    assert gaps[0] > gaps[1] > gaps[2] > 0

@@ -108,4 +108,6 @@ def test_each_vmcr2_method_is_one_entry_that_the_objective_config_and_bench_read
         assert VMCR2_VARIANTS[method.bench] == name
         for key in method.keys:  # a key of this method's applies to exactly the methods that list it
             assert FIELDS[key].metadata["applies"] == ("vmcr2_method", methods_with_key(key))
-    assert methods_with_key("track_rate") == ("tangent",) and methods_with_key("mu") == ("paper", "block")
+    assert methods_with_key("track_rate") == ("tangent", "tangent-push")
+    assert methods_with_key("mu") == ("paper", "block", "tangent-push")
+    assert methods_with_key("nu_gamma") == ("paper", "block")  # tangent-push moves A alone

@@ -50,7 +50,6 @@ def _key(default: Any, help: str, *, choices: tuple = (), low: float | None = No
 
 
 _SYNTHETIC = ("dataset", ("synthetic",))
-_VARIATIONAL_STEP = ("vmcr2_method", methods_with_key("mu"))  # the tangent method has no μ or ν
 _CONSTRUCTED = ("model", CONSTRUCTED_MODELS)
 _INVARIANT = ("model", ("redunet-shift",))
 
@@ -110,18 +109,21 @@ class TrainConfig:
     objective: str = _key("vmcr2", "training objective", choices=OBJECTIVES)
     eps2: float = _key(0.5, "precision ε² of the coding rates", low=0.0, low_open=True)
     mu: float = _key(1.0, "weight μ of the matching term M (V-MCR²)", low=0.0, low_open=True,
-                     applies=_VARIATIONAL_STEP)
+                     applies=("vmcr2_method", methods_with_key("mu")))
     mu_final: float = _key(0.0, "μ continuation (not in the paper): μ grows geometrically, step by step, from mu at "
                            "the first step to this at the last, towards the μ → ∞ limit that the tangent method "
-                           "trains by; 0 = μ stays mu (Algorithm 1 as written)", low=0.0, applies=_VARIATIONAL_STEP)
+                           "trains by; 0 = μ stays mu (Algorithm 1 as written)", low=0.0,
+                           applies=("vmcr2_method", methods_with_key("mu_final")))
     nu_gamma: float = _key(5.0, "step size ν_Γ of the dictionary update, in units of 1/L_Γ", low=0.0, low_open=True,
-                           applies=_VARIATIONAL_STEP)
+                           applies=("vmcr2_method", methods_with_key("nu_gamma")))
     nu_a: float = _key(5.0, "step size ν_A of the encoding update, in units of 1/L_A", low=0.0, low_open=True,
-                       applies=_VARIATIONAL_STEP)
+                       applies=("vmcr2_method", methods_with_key("nu_a")))
     vmcr2_method: str = _key("paper", "how V-MCR² trains θ: Algorithm 1 as written (paper), Algorithm 1 with A kept "
-                             "on each class's own atoms (block: cost flat in k), or the tangent bound of ΔR "
-                             "(tangent: the μ → ∞ limit; ignores mu, nu_gamma, nu_a)", choices=VMCR2_METHODS)
-    track_rate: float = _key(1.0, "tangent method: how far Γ, A move towards each batch (1 = refit)",
+                             "on each class's own atoms (block: cost flat in k), the tangent bound of ΔR "
+                             "(tangent: the μ → ∞ limit; ignores mu, nu_gamma, nu_a), or that bound at a spectrum one "
+                             "A-step of Algorithm 1 ahead (tangent-push: not in the paper; reads mu, nu_a)",
+                             choices=VMCR2_METHODS)
+    track_rate: float = _key(1.0, "tangent methods: how far Γ, A move towards each batch (1 = refit)",
                              low=0.0, high=1.0, low_open=True, applies=("vmcr2_method", methods_with_key("track_rate")))
     views: int = _key(8, "self-supervised: random views of each image per step (they form its class)", low=2,
                       applies=("objective", SELF_SUPERVISED))

@@ -35,13 +35,19 @@ class VMCR2Method:
 # "paper" is Algorithm 1 as written (a proximal step on Γ, A, then θ descends μ/(2m)·M);
 # "block" is Algorithm 1 with A kept on latching's blocks, at a cost flat in k (see
 # ``block.py``); "tangent" refits Γ, A to the batch and θ ascends the tangent bound of ΔR
-# that they define, the μ → ∞ limit of Algorithm 1 (see ``tangent.py``).
+# that they define, the μ → ∞ limit of Algorithm 1 (see ``tangent.py``); "tangent-push" takes
+# that bound at a spectrum one proximal A-step ahead of the tracked one (not in the paper; the
+# step, ν_A/L_A at μ, is Algorithm 1's).
 VMCR2_METHOD_ENTRIES: dict[str, VMCR2Method] = {
     method.name: method
     for method in [
-        VMCR2Method("paper", ("mu", "nu_gamma", "nu_a"), block_layout=False, step="_paper_step", bench="vmcr2"),
-        VMCR2Method("block", ("mu", "nu_gamma", "nu_a"), block_layout=True, step="_block_step", bench="vmcr2-block"),
+        VMCR2Method("paper", ("mu", "mu_final", "nu_gamma", "nu_a"), block_layout=False, step="_paper_step",
+                    bench="vmcr2"),
+        VMCR2Method("block", ("mu", "mu_final", "nu_gamma", "nu_a"), block_layout=True, step="_block_step",
+                    bench="vmcr2-block"),
         VMCR2Method("tangent", ("track_rate",), block_layout=True, step="_tangent_step", bench="vmcr2-tangent"),
+        VMCR2Method("tangent-push", ("track_rate", "mu", "mu_final", "nu_a"), block_layout=True,
+                    step="_tangent_push_step", bench="vmcr2-tangent-push"),
     ]
 }
 VMCR2_METHODS = tuple(VMCR2_METHOD_ENTRIES)

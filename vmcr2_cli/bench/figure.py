@@ -25,6 +25,7 @@ VARIANT_STYLES = {
     "vmcr2": ("V-MCR², Algorithm 1 (Γ/A update + θ loss)", OBJECTIVE_COLORS["vmcr2"], "D"),
     "vmcr2-block": ("V-MCR², block A (Γ/A update + θ loss)", "#9467bd", "P"),
     "vmcr2-tangent": ("V-MCR², tangent (tracking + bound)", "#e377c2", "X"),
+    "vmcr2-tangent-push": ("V-MCR², tangent at a pushed A (tracking + A-step + bound)", "#bcbd22", "v"),
     "ce": ("cross-entropy", OBJECTIVE_COLORS["ce"], "^"),
 }
 

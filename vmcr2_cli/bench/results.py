@@ -137,7 +137,8 @@ def _notes(settings: BenchSettings, machine: dict, rows: list[dict]) -> list[str
     if any(variant in VMCR2_VARIANTS for variant in settings.variants):
         notes.append("V-MCR² variants (vmcr2_method): vmcr2 = Algorithm 1 as written (paper), vmcr2-block = "
                      "Algorithm 1 with A kept on latching's blocks (block), vmcr2-tangent = the tangent form "
-                     "(tangent). Their Γ and A are latched on the batch before timing (Algorithm 1 starts "
+                     "(tangent), vmcr2-tangent-push = the tangent form at a spectrum one A-step ahead "
+                     "(tangent-push). Their Γ and A are latched on the batch before timing (Algorithm 1 starts "
                      "latched); the timed steps then update them as training does.")
     if any(row["peak_memory_mb"] is not None for row in rows):
         notes.append("peak mem: the most memory one call used beyond what was in use before it (GPU: allocated "

@@ -188,12 +188,32 @@ def proximal_step(variational: VariationalMCR2, Z: Tensor, partition: ClassParti
     with full_precision(Z.device):
         step_gamma = torch.where(step.L_gamma > 0, variational.nu_gamma / step.L_gamma, 0)
         moved = step.grad_atoms.mul_(step_gamma).add_(class_atoms(variational, k))
-        encoded = spectra + variational.nu_A / step.L_A * step.grad_spectra
-        present = partition.counts_on(Z.device, Z.dtype)[:, None] > 0
-        spectra.copy_(torch.where(present, torch.relu(encoded), spectra))
+        spectra.copy_(_spectra_step(variational, step, spectra, partition))
         moved.div_(torch.linalg.vector_norm(moved, dim=-1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny))
         variational.set_atom_rows(moved.view(-1, variational.feature_dim))
     return step.terms
+
+
+@torch.no_grad()
+def pushed_encodings(variational: VariationalMCR2, Z: Tensor, partition: ClassPartition, *, check: bool) -> Tensor:
+    """A copy of A with each present class's spectrum one proximal A-step ahead; Γ and A untouched.
+
+    The A-half of :func:`proximal_step` (Algorithm 1, lines 5–8 on the blocks) applied to a
+    copy: the target that the tangent method's ``tangent-push`` form evaluates its bound at.
+    """
+    step = ascent(variational, Z, partition, check=check)
+    A = variational.A.clone()
+    _, spectra = dictionary_blocks(variational.gamma, A, partition.num_classes)
+    with full_precision(Z.device):
+        spectra.copy_(_spectra_step(variational, step, spectra, partition))
+    return A
+
+
+def _spectra_step(variational: VariationalMCR2, step: BlockAscent, spectra: Tensor, partition: ClassPartition) -> Tensor:
+    """Algorithm 1, lines 7–8 on the blocks: A_j + ν_A/L_A·∇_{A_j} through the ReLU; absent classes kept."""
+    encoded = spectra + variational.nu_A / step.L_A * step.grad_spectra
+    present = partition.counts_on(spectra.device, spectra.dtype)[:, None] > 0
+    return torch.where(present, torch.relu(encoded), spectra)
 
 
 def theta_loss(variational: VariationalMCR2, Z: Tensor, partition: ClassPartition) -> Tensor:

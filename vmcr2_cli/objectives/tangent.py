@@ -36,6 +36,14 @@ class's atoms and spectrum towards the batch, by one block power iteration with 
 Rayleigh–Ritz rotation on the moving average E_j ← (1 − β)·Γ_jDiag(A_j)Γ_jᵀ + β·Z_jᵀZ_j,
 O(m·d·s + k·d·s²) per step and never a d×d matrix per class.
 
+A target pushed ahead (``vmcr2_method = "tangent-push"``, not in the paper). The bound holds
+at any Φ_j ≻ 0, so θ may ascend it at a spectrum other than the tracked one and still ascend a
+lower bound of ΔR. That form takes Φ_j at a copy of A moved by one proximal A-step of
+Algorithm 1 (``block.pushed_encodings``: A_j + ν_A/L_A·∇_{A_j}ΔR^v through the ReLU, at μ):
+the step shrinks a class's weak directions and grows its strong ones, so θ's gradient
+α Z_j(K − Φ_j) leans the way Algorithm 1's dictionary pulls the features, by an amount ∝ 1/μ,
+while Γ, A themselves keep tracking the batch (R^v/R stays the tracked dictionary's).
+
 The dictionary keeps latching's layout: class j's atoms are columns j·s … (j+1)·s − 1 of
 Γ and its spectrum is A's column j on that block, zero elsewhere.
 """

@@ -106,6 +106,9 @@ class VMCR2Objective(TrainingObjective):
     ``tangent``: Γ, A follow the batch (one block power iteration at rate ``track_rate``,
     see ``tangent.track``), then loss = −(R − R_c^⊤), the tangent lower bound of ΔR that
     they define (``tangent.tangent_bound``); μ and ν play no part.
+    ``tangent-push``: the same tracking, then the bound taken at a copy of A one proximal
+    A-step ahead (``block.pushed_encodings``, step ν_A/L_A at μ): still a lower bound of ΔR,
+    no longer tight, its θ-gradient leaning the way Algorithm 1's dictionary moves.
     Latching (Algorithm 2) is the trainer's to schedule: ``objective.variational.latch``
     or ``latch_from_moments``.
     """
@@ -153,15 +156,21 @@ class VMCR2Objective(TrainingObjective):
         return self._on_the_whole_batch(Z, partition, validate, collective, loss_and_terms)
 
     def _tangent_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
-                      collective: Collective | None) -> StepResult:
+                      collective: Collective | None, *, push: bool = False) -> StepResult:
         variational = self.variational
 
         def loss_and_terms(batch: Tensor) -> tuple[Tensor, VariationalTerms]:
             track(variational.gamma, variational.A, batch, partition, self.track_rate)  # the analogue of lines 5–10
-            bound = tangent_bound(batch, partition, variational.gamma, variational.A, self.eps2, check=validate)
+            A = (block.pushed_encodings(variational, batch.detach(), partition, check=validate) if push
+                 else variational.A)
+            bound = tangent_bound(batch, partition, variational.gamma, A, self.eps2, check=validate)
             return -bound.bound, block.block_terms(variational, batch.detach(), partition, check=validate)
 
         return self._on_the_whole_batch(Z, partition, validate, collective, loss_and_terms)
+
+    def _tangent_push_step(self, Z: Tensor, partition: ClassPartition, validate: bool,
+                           collective: Collective | None) -> StepResult:
+        return self._tangent_step(Z, partition, validate, collective, push=True)
 
     def _on_the_whole_batch(self, Z: Tensor, partition: ClassPartition, validate: bool, collective: Collective | None,
                             loss_and_terms) -> StepResult:
