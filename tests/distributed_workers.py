@@ -32,7 +32,7 @@ from vmcr2_cli.training.interrupts import TrainingInterrupted
 from vmcr2_cli.training.trainer import Trainer
 
 # vmcr2-<method>: vmcr2_method = <method>; the self-supervised ones with 4 views of each image.
-OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "ce", "mcr2-ssl", "tcr")
+OBJECTIVES = ("mcr2", "vmcr2", "vmcr2-block", "vmcr2-tangent", "vmcr2-tangent-push", "ce", "mcr2-ssl", "tcr")
 CPU = torch.device("cpu")
 
 
