@@ -8,7 +8,9 @@ The classifiers are the ones the run is judged by, fitted on the labels it train
 eq. 8's nearest subspace (⌊d/k⌋ directions a class, from the training features) and, for CE, its head.
 A featurizer that did not learn the noise keeps a relabelled image with its true class, so nearest
 subspace puts it there; one that learned it moves the image to its noisy class. The same shares on the
-images whose label was kept say how well the classifier fits the clean part.
+images whose label was kept say how well the classifier fits the clean part. And eq. 1 over the whole
+training set with either labelling: features that kept the true partition compress it (R_c lower, ΔR
+higher) better than the labels they trained with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from vmcr2_cli.evaluation.nearest_subspace import default_components, predict_nearest_subspace
 from vmcr2_cli.evaluation.statistics import class_statistics
+from vmcr2_cli.objectives import rate_reduction
 from vmcr2_cli.featurizer import load_featurizer
 from vmcr2_cli.runs import atomic_write_json
 from vmcr2_cli.training.networks import Networks
@@ -49,6 +52,11 @@ def measure(run: str) -> dict:
     result = {"run": Path(run).name, "objective": config.objective, "label_noise": config.label_noise,
               "relabelled_fraction": (noisy != clean).float().mean().item(),
               "nearest_subspace": shares(predict_nearest_subspace(train_z, bases), noisy, clean)}
+    # Eq. 1 on the whole training set, eval mode: which partition do the features hold, the noisy or the true?
+    for name, labels in (("noisy", noisy), ("true", clean)):
+        rates = rate_reduction(train_z.double(), labels, k, config.eps2, torch.float64)
+        result[f"delta_r_{name}_labels"] = rates.delta_r.item()
+        result[f"r_c_{name}_labels"] = rates.r_c.item()
     networks = Networks.of_shape(config, featurizer.preprocessing.network_shape, k, torch.device("cpu"))
     networks.load(featurizer.run.load_checkpoint(), run)
     cross_entropy = getattr(networks.objective, "cross_entropy", None)
