@@ -198,7 +198,7 @@ def proximal_step(variational: VariationalMCR2, Z: Tensor, partition: ClassParti
 def pushed_encodings(variational: VariationalMCR2, Z: Tensor, partition: ClassPartition, *, check: bool) -> Tensor:
     """A copy of A with each present class's spectrum one proximal A-step ahead; Γ and A untouched.
 
-    The A-half of :func:`proximal_step` (Algorithm 1, lines 5–8 on the blocks) applied to a
+    The A-half of :func:`proximal_step` (Algorithm 1, lines 5–6 and 8–9 on the blocks) applied to a
     copy: the target that the tangent method's ``tangent-push`` form evaluates its bound at.
     """
     step = ascent(variational, Z, partition, check=check)
@@ -210,7 +210,7 @@ def pushed_encodings(variational: VariationalMCR2, Z: Tensor, partition: ClassPa
 
 
 def _spectra_step(variational: VariationalMCR2, step: BlockAscent, spectra: Tensor, partition: ClassPartition) -> Tensor:
-    """Algorithm 1, lines 7–8 on the blocks: A_j + ν_A/L_A·∇_{A_j} through the ReLU; absent classes kept."""
+    """Algorithm 1, lines 8–9 on the blocks: A_j + ν_A/L_A·∇_{A_j} through the ReLU; absent classes kept."""
     encoded = spectra + variational.nu_A / step.L_A * step.grad_spectra
     present = partition.counts_on(spectra.device, spectra.dtype)[:, None] > 0
     return torch.where(present, torch.relu(encoded), spectra)
