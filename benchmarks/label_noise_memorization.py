@@ -24,8 +24,8 @@ import torch
 
 from vmcr2_cli.evaluation.nearest_subspace import default_components, predict_nearest_subspace
 from vmcr2_cli.evaluation.statistics import class_statistics
-from vmcr2_cli.objectives import rate_reduction
 from vmcr2_cli.featurizer import load_featurizer
+from vmcr2_cli.objectives import rate_reduction
 from vmcr2_cli.runs import atomic_write_json
 from vmcr2_cli.training.networks import Networks
 
