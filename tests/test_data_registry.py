@@ -1,4 +1,4 @@
-"""The registry's entries, label noise and the synthetic dataset."""
+"""The registry's entries, label noise, the synthetic dataset and the mixtures of Gaussians."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from fixtures_data import isolate_data, write_idx_dataset
 
 from vmcr2_cli.data import DATASETS, apply_label_noise, dataset_names, get_spec, load_dataset, make_subspace_mixture
 from vmcr2_cli.data.augment import AUGMENTATIONS
+from vmcr2_cli.data.gaussians import CENTRES, centre
+from vmcr2_cli.data.preprocessing import Preprocess
+from vmcr2_cli.data.registry import preprocessing_of
 from vmcr2_cli.errors import BadInput
 
 
@@ -16,10 +19,10 @@ def hermetic(monkeypatch, tmp_path):
     return isolate_data(monkeypatch, tmp_path)
 
 
-def test_registry_names_the_thirteen_datasets():
+def test_registry_names_the_fifteen_datasets():
     assert dataset_names() == ["mnist", "fashion-mnist", "fashion-mnist-pairs", "fashion-mnist-triples",
                                "cifar10", "cifar100", "tinyimagenet", "imagenet32", "imagenet64", "folder", "npz",
-                               "packed", "synthetic"]
+                               "packed", "gaussians-2d", "gaussians-3d", "synthetic"]
 
 
 # Normalised by their own training images' statistics, computed at load (a pack: at packing).
@@ -145,3 +148,32 @@ def test_synthetic_bad_options_are_bad_input():
         load_dataset("synthetic", image_shape=(1, 2, 2), subspace_dim=5)
     with pytest.raises(BadInput, match="unknown dataset option.*colour"):
         load_dataset("synthetic", colour=True)
+
+
+# --------------------------------------------------------------------------- mixtures of Gaussians
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_a_gaussian_mixture_is_500_points_a_class_in_both_splits_as_the_registry_says(dim):
+    ds = load_dataset(f"gaussians-{dim}d", seed=0)
+    spec = get_spec(f"gaussians-{dim}d")
+    assert ds.train_images.shape == ds.test_images.shape == (500 * dim, 1, 1, dim)
+    assert ds.train_labels.bincount().tolist() == ds.test_labels.bincount().tolist() == [500] * dim
+    assert ds.num_classes == spec.num_classes == dim and ds.num_train == spec.num_train
+    assert not ds.mirror_safe  # a flip swaps the coordinates: another line
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_the_pipeline_gives_back_unit_points_near_each_class_line(dim):
+    ds = load_dataset(f"gaussians-{dim}d", seed=3)
+    points = Preprocess(preprocessing_of(ds))(ds.train_images).flatten(1).double()
+    assert (points.norm(dim=1) - 1).abs().max() < 2 / 255 * dim ** 0.5  # unit points, to the quantisation
+    for j, angles in enumerate(CENTRES[dim]):
+        top = torch.linalg.svd(points[ds.train_labels == j], full_matrices=False)[2][0]
+        assert abs(float(top @ centre(angles))) > 0.97  # the class's line is ±its centre
+
+
+def test_a_gaussian_mixture_is_drawn_from_the_seed_and_its_test_draw_is_another():
+    a, b, c = (load_dataset("gaussians-2d", seed=s) for s in (0, 0, 1))
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.test_labels, b.test_labels)
+    assert not torch.equal(a.train_images, c.train_images) and not torch.equal(a.train_images, a.test_images)

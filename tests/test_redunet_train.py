@@ -161,6 +161,19 @@ def test_the_redunet_profiles_resolve():
         assert config.model == profile and config.objective == "mcr2"
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_the_gaussian_profiles_construct_layers_that_raise_delta_r_and_the_run_evaluates(tmp_path, capsys, dim):
+    code, out, err = vmcr2("train", "--profile", f"redunet-gaussians-{dim}d", "--runs-dir", tmp_path / "runs",
+                           "--epochs", "30", "--set", "eval_every=15", "--json", capsys=capsys)
+    assert code == 0, err
+    run = Path(json.loads(out)["run_dir"])
+    delta_r = [line["delta_r"] for line in lines(run, "epoch")]
+    assert len(delta_r) == 30 and all(later > earlier for earlier, later in zip(delta_r, delta_r[1:]))
+    evals = lines(run, "eval")
+    assert [line["epoch"] for line in evals] == [15, 30] and evals[-1]["knn_accuracy"] > 0.9
+    assert load_featurizer(run).embed(torch.full((4, 1, 1, dim), 128, dtype=torch.uint8)).shape == (4, dim)
+
+
 def test_the_construction_set_is_balanced_and_a_class_that_runs_out_leaves_its_share_to_the_others():
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 4)
     chosen = balanced_sample(labels, 30, seed=0)

@@ -360,6 +360,16 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     The data's size is the published dataset's (the registry's) or, for the synthetic
     dataset, the configuration's; :func:`check_data_fit` checks again against the files.
     """
+    if config.init_random and not config.init_from:
+        raise BadInput(f"{where}: init_random = true draws the operators of init_from's architecture: set init_from")
+    # A constructed network next: no other key matters to an objective it does not train by.
+    if constructs(config):
+        if config.objective != "mcr2":
+            raise BadInput(f"{where}: model = {config.model!r} is constructed from the gradient of MCR²'s ΔR "
+                           f"(eq. 1), not trained by an objective: set objective = 'mcr2', not {config.objective!r} "
+                           f"(or init_from = a ReduNet run, to train its layers by back-propagation)")
+        if processes > 1:
+            raise BadInput(f"{where}: model = {config.model!r} is constructed in one process, not {processes}")
     if config.objective == "vmcr2" and config.atoms_per_class > config.feature_dim:
         raise BadInput(f"{where}: atoms_per_class = {config.atoms_per_class} exceeds feature_dim = "
                        f"{config.feature_dim}: latching takes each class's top atoms_per_class eigenvectors "
@@ -373,15 +383,6 @@ def check_relations(config: TrainConfig, where: str, processes: int = 1) -> Trai
     if config.keep_best == "head_accuracy" and config.objective != "ce" and not constructs(config):
         raise BadInput(f"{where}: keep_best = 'head_accuracy' needs a classification head: only objective = 'ce' "
                        f"and the constructed ReduNets (their memberships π̂) have one")
-    if config.init_random and not config.init_from:
-        raise BadInput(f"{where}: init_random = true draws the operators of init_from's architecture: set init_from")
-    if constructs(config):
-        if config.objective != "mcr2":
-            raise BadInput(f"{where}: model = {config.model!r} is constructed from the gradient of MCR²'s ΔR "
-                           f"(eq. 1), not trained by an objective: set objective = 'mcr2', not {config.objective!r} "
-                           f"(or init_from = a ReduNet run, to train its layers by back-propagation)")
-        if processes > 1:
-            raise BadInput(f"{where}: model = {config.model!r} is constructed in one process, not {processes}")
     if config.warmup_epochs > config.epochs:
         raise BadInput(f"{where}: warmup_epochs = {config.warmup_epochs} exceeds epochs = {config.epochs}")
     spec = get_spec(config.dataset)

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from vmcr2_cli.data import cifar, compositions, idx, imagenet_downsampled, packed, synthetic, tinyimagenet, user_files
+from vmcr2_cli.data import (cifar, compositions, gaussians, idx, imagenet_downsampled, packed, synthetic, tinyimagenet,
+                            user_files)
 from vmcr2_cli.data.dataset import ImageDataset, LoadContext, Splits
 from vmcr2_cli.data.discovery import default_cache_dir, search_roots
 from vmcr2_cli.data.label_noise import apply_label_noise
@@ -56,7 +57,8 @@ class DatasetSpec:
 # MNIST/Fashion-MNIST statistics are those of the images padded to 32×32 (their 28×28
 # values are 0.1307/0.3081 and 0.2860/0.3530); the compositions' cells are such images. CIFAR values are the true per-channel
 # standard deviations (not the often-copied 0.2023, 0.1994, 0.2010). Tiny ImageNet's are
-# those of the 64×64 images; resizing to 32 leaves the mean and lowers the std by ~2 %.
+# those of the 64×64 images; resizing to 32 leaves the mean and lowers the std by ~2 %. The Gaussians'
+# 0.5/0.5 are not statistics but the map back from their stored 0.5 + 0.5·p to the points p.
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
@@ -72,6 +74,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("folder", user_files.load_folder, (), (), "none", "your images: data_root/{train,test}/<class>/*.png|jpg, resized to image_size", ("image_size",)),
         DatasetSpec("npz", user_files.load_npz, (), (), "none", "your arrays: data_root = a .npz with x_train, y_train, x_test, y_test (uint8)"),
         DatasetSpec("packed", packed.load_packed, (), (), "none", "a dataset packed on disk by vmcr2 pack (data_root = its folder), read a batch at a time"),
+        DatasetSpec("gaussians-2d", gaussians.load_gaussians_2d, (0.5,), (0.5,), "none", "the MCR² lecture's mixture of Gaussians: 2 classes, each near a line through the origin of the plane, 1000/1000 points, 1×1×2", mirror_safe=False, num_classes=2, num_train=2 * gaussians.PER_CLASS),
+        DatasetSpec("gaussians-3d", gaussians.load_gaussians_3d, (0.5,), (0.5,), "none", "the MCR² lecture's mixture of Gaussians: 3 classes, each near a line through the origin of space, 1500/1500 points, 1×1×3", mirror_safe=False, num_classes=3, num_train=3 * gaussians.PER_CLASS),
         DatasetSpec("synthetic", synthetic.load_synthetic, (0.5,), (synthetic.SIGNAL_STD,), "none", "mixture of k random subspaces in pixel space", tuple(synthetic.DEFAULTS)),
     ]
 }
