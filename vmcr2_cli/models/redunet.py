@@ -79,10 +79,14 @@ class ReduNetLayer(nn.Module):
         """Cʲ z for every row of Z and every class: (m, k, d)."""
         return torch.einsum("kde,me->mkd", self.C, Z)
 
+    def residuals(self, Z: Tensor, compressed: Tensor | None = None) -> Tensor:
+        """‖Cʲ z‖ (m, k) for every row of Z and every class: what eq. 14 compares."""
+        compressed = self._compressed(Z) if compressed is None else compressed
+        return torch.linalg.vector_norm(compressed, dim=-1)
+
     def memberships(self, Z: Tensor, compressed: Tensor | None = None) -> Tensor:
         """π̂ (m, k) of eq. 14: a softmax over the classes of −λ‖Cʲ z‖."""
-        compressed = self._compressed(Z) if compressed is None else compressed
-        return estimated_memberships(torch.linalg.vector_norm(compressed, dim=-1), self.gamma, self.lam)
+        return estimated_memberships(self.residuals(Z, compressed), self.gamma, self.lam)
 
     def gradient(self, Z: Tensor, memberships: Tensor, compressed: Tensor | None = None) -> Tensor:
         """g(z) of eqs. 13/15 for every row of Z, with memberships π (m, k)."""

@@ -94,10 +94,13 @@ class ShiftReduNetLayer(nn.Module):
         energy = compressed.real.square() + compressed.imag.square()
         return ((energy.sum(-1) * weights).sum(-1) / math.prod(self.shape)).clamp_min(0).sqrt()
 
+    def residuals(self, Z: Tensor) -> Tensor:
+        """‖Cʲ z‖ (m, k) over the whole signal, for every sample and class (shift-invariant)."""
+        return self._residuals(self._compressed(_spectrum(Z, len(self.shape))))
+
     def memberships(self, Z: Tensor) -> Tensor:
         """π̂ (m, k) of eq. 14, from ‖Cʲ z‖ (shift-invariant)."""
-        compressed = self._compressed(_spectrum(Z, len(self.shape)))
-        return estimated_memberships(self._residuals(compressed), self.gamma, self.lam)
+        return estimated_memberships(self.residuals(Z), self.gamma, self.lam)
 
     def forward(self, Z: Tensor, labels: Tensor | None = None) -> Tensor:
         """z + η g(z), g(z) = E z − Σ_j γ_j πʲ Cʲ z computed per frequency, onto the sphere; ``labels``
