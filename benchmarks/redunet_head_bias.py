@@ -60,8 +60,10 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", help="runs of model = redunet or redunet-shift (constructed)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = parser.parse_args()
-    results = [measure(run) for run in args.runs]
-    print(json.dumps(results, indent=2))
+    results = []
+    for run in args.runs:  # a run takes minutes (its test set through every layer): each printed when done
+        results.append(measure(run))
+        print(json.dumps(results[-1]), flush=True)
     if args.json is not None:
         atomic_write_json(args.json, results)
     return 0

@@ -3,12 +3,13 @@ step of eq. 1's ΔR, π̂ finds the classes, and the rates rise along the layers
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from vmcr2_cli.models.redunet import ReduNetLayer, ReduNetSettings, construct_redunet
+from vmcr2_cli.models.redunet import ReduNetLayer, ReduNetSettings, calibration, construct_redunet
 from vmcr2_cli.objectives.rate_reduction import rate_reduction
 
 
@@ -48,6 +49,34 @@ def test_the_estimated_memberships_sum_to_one_and_find_the_class_of_samples_not_
     memberships = layer.memberships(Z[~construction])
     assert torch.allclose(memberships.sum(dim=1), torch.ones(len(memberships), dtype=Z.dtype))
     assert (memberships.argmax(dim=1) == labels[~construction]).double().mean().item() >= 0.95
+
+
+def test_the_calibration_is_each_class_mean_residual_over_non_members_after_which_they_are_equal():
+    Z, labels = mixture_of_subspaces(per_class=40, k=3)
+    layer = ReduNetLayer.construct(Z, labels, 3, eta=0.5, eps2=0.1, lam=50.0)
+    residuals = layer.residuals(Z)
+    scale = calibration(residuals, labels, 3)
+    others = torch.tensor([residuals[labels != j, j].mean().item() for j in range(3)], dtype=Z.dtype)
+    assert torch.allclose(scale, others / others.mean(), rtol=0, atol=1e-12) and scale.mean().item() == pytest.approx(1)
+    calibrated = residuals / scale  # a typical non-member is now as far from every class
+    assert torch.allclose(torch.stack([calibrated[labels != j, j].mean() for j in range(3)]),
+                          torch.full((3,), others.mean().item(), dtype=Z.dtype), rtol=0, atol=1e-12)
+
+
+def test_a_calibrated_head_classifies_by_the_calibrated_residuals_and_leaves_the_layers_the_lectures():
+    Z, labels = mixture_of_subspaces(per_class=40, noise=0.3)
+    settings = ReduNetSettings(layers=3, eta=0.3, eps2=0.1, lam=50.0)
+    lecture, _ = construct_redunet(Z, labels, 3, settings)
+    calibrated, _ = construct_redunet(Z, labels, 3, dataclasses.replace(settings, head="calibrated"))
+    assert "head_scale" not in lecture.state_dict()  # the checkpoint layout of the lecture's network
+    assert set(calibrated.state_dict()) == set(lecture.state_dict()) | {"head_scale"}
+    assert all(torch.equal(value, calibrated.state_dict()[key]) for key, value in lecture.state_dict().items())
+    features = lecture(Z)
+    assert torch.equal(calibrated(Z), features)
+    scale = calibration(lecture.head.residuals(lecture.through(lecture.input_features(Z), labels)), labels, 3)
+    assert torch.allclose(calibrated.head_scale, scale, rtol=0, atol=1e-12)
+    assert torch.equal(calibrated.classify(features), (lecture.head.residuals(features) / scale).argmin(1))
+    assert torch.equal(lecture.classify(features), lecture.head.residuals(features).argmin(1))
 
 
 def test_the_rates_rise_along_the_layers_and_test_samples_follow_their_class():
@@ -114,15 +143,18 @@ def test_the_spectral_layer_equals_the_explicit_block_circulant_operators(shape)
     assert by_frequency.delta_r.item() == pytest.approx(direct.delta_r.item(), rel=1e-9, abs=1e-10)
 
 
+@pytest.mark.parametrize("head", ["lecture", "calibrated"])
 @pytest.mark.parametrize("shape", [(16,), (6, 5)])
-def test_the_invariant_network_maps_a_shifted_input_to_the_shifted_features(shape):
+def test_the_invariant_network_maps_a_shifted_input_to_the_shifted_features(shape, head):
     X, labels = signals(12, 1, shape, 3, seed=1)
-    net, rates = construct_shift_redunet(X, labels, 3, ReduNetSettings(layers=4, eta=0.5, eps2=0.1, lam=20.0),
-                                         channels=4)
+    settings = ReduNetSettings(layers=4, eta=0.5, eps2=0.1, lam=20.0, head=head)
+    net, rates = construct_shift_redunet(X, labels, 3, settings, channels=4)
+    assert (net.head_scale is not None) == (head == "calibrated")
     dims = tuple(range(2, X.dim()))
     shift = (5,) if len(shape) == 1 else (2, 3)
     assert torch.allclose(net.features(torch.roll(X, shift, dims)), torch.roll(net.features(X), shift, dims), rtol=0,
                           atol=1e-12)
     assert torch.equal(net(X), net.features(X).flatten(1))
+    assert torch.equal(net.classify(net(torch.roll(X, shift, dims))), net.classify(net(X)))  # the head: invariant
     delta_r = [rate.delta_r.item() for rate in rates]
     assert delta_r[-1] > delta_r[0]

@@ -43,8 +43,10 @@ def weights(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
 
 
-def test_the_constructed_operators_are_where_training_starts_and_back_propagation_moves_them(tmp_path, data, capsys):
-    source = constructed(tmp_path, data, capsys, *VECTOR)
+@pytest.mark.parametrize("head", ["lecture", "calibrated"])
+def test_the_constructed_operators_are_where_training_starts_and_back_propagation_moves_them(tmp_path, data, capsys,
+                                                                                             head):
+    source = constructed(tmp_path, data, capsys, *VECTOR, "--set", f"redunet_head={head}")
     code, out, err = fine_tune(tmp_path, data, capsys, source.parent / "latest", *VECTOR, epochs=1)
     assert code == 0, err
     result = json.loads(out)
@@ -52,8 +54,10 @@ def test_the_constructed_operators_are_where_training_starts_and_back_propagatio
     # config.toml names the run that `latest` pointed to, not the link, which will point elsewhere:
     assert load_config_file(run / "config.toml").init_from == str(source.resolve())
     built, tuned = weights(source), weights(run)
-    # The same layers, without the construction's head (its operators described features that now move):
-    assert set(tuned["model"]) == {key for key in built["model"] if not key.startswith("head.")}
+    # The same layers, without the construction's head (its operators, and a calibrated head's scale,
+    # described features that now move):
+    assert ("head_scale" in built["model"]) == (head == "calibrated")
+    assert set(tuned["model"]) == {f"layers.{i}.{name}" for i in range(2) for name in ("E", "C", "gamma")}
     moved = {key for key in tuned["model"] if not torch.equal(tuned["model"][key], built["model"][key])}
     assert moved == {f"layers.{i}.{name}" for i in range(2) for name in ("E", "C")}  # γ_j stay
     # and by small steps from where construction left them (2 Adam steps of 1e-3), not from scratch

@@ -84,17 +84,20 @@ def test_each_layer_is_an_epoch_line_with_the_rates_and_the_run_evaluates(tmp_pa
     assert torch.allclose(exported(images), features, atol=1e-6)
 
 
-def test_a_construction_resumed_with_more_layers_equals_one_built_at_once(tmp_path, data, capsys):
-    code, out, err = construct(tmp_path, data, *VECTOR, epochs=2, runs="cut", capsys=capsys)
+@pytest.mark.parametrize("head", ["lecture", "calibrated"])
+def test_a_construction_resumed_with_more_layers_equals_one_built_at_once(tmp_path, data, capsys, head):
+    settings = (*VECTOR, "--set", f"redunet_head={head}")
+    code, out, err = construct(tmp_path, data, *settings, epochs=2, runs="cut", capsys=capsys)
     assert code == 0, err
     cut = Path(json.loads(out)["run_dir"])
     code, out, err = vmcr2("train", "--resume", cut, "--epochs", "4", "--json", capsys=capsys)
     assert code == 0, err
-    code, out, err = construct(tmp_path, data, *VECTOR, epochs=4, runs="whole", capsys=capsys)
+    code, out, err = construct(tmp_path, data, *settings, epochs=4, runs="whole", capsys=capsys)
     assert code == 0, err
     whole = Path(json.loads(out)["run_dir"])
     resumed_state, whole_state = (torch.load(run / "checkpoints" / "last.pt", weights_only=True) for run in (cut, whole))
     assert resumed_state["model"].keys() == whole_state["model"].keys()
+    assert ("head_scale" in whole_state["model"]) == (head == "calibrated")
     assert all(torch.equal(resumed_state["model"][key], whole_state["model"][key]) for key in whole_state["model"])
     drop = ("time", "epoch_time_s", "images_per_s")
     assert ([{k: v for k, v in line.items() if k not in drop} for line in lines(cut, "epoch")]

@@ -19,6 +19,7 @@ from typing import Any
 from vmcr2_cli.data.augment import AUGMENTATIONS, FLIPPING, RESIZED_CROP
 from vmcr2_cli.data.registry import dataset_names, get_spec
 from vmcr2_cli.errors import BadInput
+from vmcr2_cli.models.redunet import HEADS
 from vmcr2_cli.models.redunet_shift import SIGNALS
 from vmcr2_cli.models.registry import CONSTRUCTED_MODELS, MODEL_BUILDERS
 from vmcr2_cli.objective_registry import (OBJECTIVES as OBJECTIVE_REGISTRY, SELF_SUPERVISED, VMCR2_METHODS,
@@ -89,6 +90,11 @@ class TrainConfig:
                               low_open=True, applies=_CONSTRUCTED)
     redunet_lambda: float = _key(500.0, "ReduNet: λ of the memberships π̂ = softmax(−λ‖C_j z‖) of a sample "
                                  "without a label (eq. 14)", low=0.0, low_open=True, applies=_CONSTRUCTED)
+    redunet_head: str = _key("lecture", "ReduNet: how the network classifies (head_accuracy): the class of least "
+                             "‖C_j z‖ by the next layer's operators, eq. 14 as the lecture writes it (lecture), or "
+                             "each ‖C_j z‖ over its mean over the construction set's other classes (calibrated: "
+                             "no pull towards a class that spreads into many directions; the layers are the "
+                             "same, benchmarks/REDUNET.md §4)", choices=HEADS, applies=_CONSTRUCTED)
     redunet_pool: int = _key(1, "ReduNet: average the image over pool×pool blocks before the first layer",
                              low=1, applies=_CONSTRUCTED)
     redunet_channels: int = _key(8, "invariant ReduNet: C, the channels the random lifting makes", low=1,

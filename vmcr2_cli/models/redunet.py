@@ -29,6 +29,10 @@ from vmcr2_cli.objectives.rate_reduction import RateReduction, rate_reduction
 
 OPERATORS = ("E", "C")  # a layer's expansion and compressions: what back-propagation trains
 
+# How the network classifies: eq. 14's π̂ by the head as the lecture writes it, or with each class's
+# residual calibrated on the construction set (see :func:`calibration`).
+HEADS = ("lecture", "calibrated")
+
 
 @dataclass(frozen=True)
 class ReduNetSettings:
@@ -38,12 +42,26 @@ class ReduNetSettings:
     eta: float = 0.5  # η, the step of eq. 17
     eps2: float = 0.5  # ε², the precision of the rates
     lam: float = 500.0  # λ, the softmax's inverse temperature in eq. 14
+    head: str = "lecture"  # how the network classifies (HEADS)
     pool: int = 1  # images averaged over pool × pool blocks before the first layer
     # The invariant form: C channels lifted by random filters of ``kernel`` taps a side; ``shifts``: the
     # signal it is invariant to the cyclic shifts of (redunet_shift.SIGNALS).
     channels: int = 8
     kernel: int = 5
     shifts: str = "2d"
+
+
+def calibration(residuals: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """The scale (k,) a calibrated head divides each class's residual ‖Cʲ z‖ by: s_j / s̄, s_j the mean
+    residual of the construction set's samples of the other classes (how far a typical non-member is).
+
+    Eq. 14's argmin ‖Cʲ z‖ has no term for a class's spread: Cʲ is small in every direction class j
+    spreads into, so a class that spreads into many gives small residuals to every sample (the invariant
+    form's per-frequency covariances are full rank: one class took 63% of Fashion-MNIST's test images,
+    benchmarks/REDUNET.md §4). Over s̄, the mean of the s_j, so that λ keeps its scale."""
+    others = torch.stack([residuals[labels != j, j].mean() if (labels != j).any() else residuals.new_ones(())
+                          for j in range(num_classes)])
+    return others / others.mean()
 
 
 class ReduNetLayer(nn.Module):
@@ -104,9 +122,12 @@ class ReduNetLayer(nn.Module):
         return nn.functional.normalize(Z + self.eta * self.gradient(Z, memberships, compressed), dim=1)
 
 
-def estimated_memberships(residuals: Tensor, gamma: Tensor, lam: float) -> Tensor:
-    """π̂ = softmax_j(−λ‖Cʲ z‖) (eq. 14) from the residuals (m, k); a class absent from the construction
-    set (γ_j = 0: its C is 0, its residual 0) gets none."""
+def estimated_memberships(residuals: Tensor, gamma: Tensor, lam: float, scale: Tensor | None = None) -> Tensor:
+    """π̂ = softmax_j(−λ‖Cʲ z‖) (eq. 14) from the residuals (m, k), each divided by its class's ``scale``
+    where there is one (a calibrated head); a class absent from the construction set (γ_j = 0: its C
+    is 0, its residual 0) gets none."""
+    if scale is not None:
+        residuals = residuals / scale
     return torch.softmax((-lam * residuals).masked_fill(gamma == 0, float("-inf")), dim=1)
 
 
@@ -118,9 +139,10 @@ class ConstructedNetwork(nn.Module):
     the layers built so far, which is how a construction resumes. ``head``: the operators of the
     construction set's features leaving the last layer (the next layer, unapplied), whose π̂ (eq. 14)
     classifies: argmax_j π̂_j(z) = argmin_j ‖Cʲ z‖ (``classify``), the lecture's rule, invariant to
-    shifts for the invariant form. The layers are buffers only, so a checkpoint is the operators;
-    ``fit_layers_to`` makes as many empty layers as a saved state holds before it is loaded (a network
-    starts with none).
+    shifts for the invariant form; with ``head = "calibrated"`` each class's residual over the head's
+    ``head_scale`` (:func:`calibration`; the layers stay the lecture's). The layers are buffers only, so a
+    checkpoint is the operators; ``fit_layers_to`` makes as many empty layers as a saved state holds
+    before it is loaded (a network starts with none).
     """
 
     layer_type: type
@@ -130,6 +152,7 @@ class ConstructedNetwork(nn.Module):
         self.settings, self.dtype, self.pool = settings, dtype, settings.pool
         self.layers = nn.ModuleList()
         self.head: nn.Module | None = None
+        self.register_buffer("head_scale", None)  # a calibrated head's (k,); None: in no state_dict
 
     def pooled(self, X: Tensor) -> Tensor:
         """Images (m, c, H, W) averaged over ``pool``×``pool`` blocks (d shrinks by pool²; cyclic shifts by
@@ -160,6 +183,8 @@ class ConstructedNetwork(nn.Module):
         self.layers.append(layer)
         Z = layer(Z, labels)
         self.head = self._construct(Z, labels, num_classes)
+        if self.settings.head == "calibrated":
+            self.head_scale = calibration(self.head.residuals(Z), labels, num_classes)
         return Z
 
     def through(self, Z: Tensor, labels: Tensor) -> Tensor:
@@ -184,11 +209,15 @@ class ConstructedNetwork(nn.Module):
 
     @torch.no_grad()
     def classify(self, features: Tensor, batch_size: int = 1000) -> Tensor:
-        """Eq. 14's class of each row of ``features`` (as forward returns them): argmax_j π̂_j by the head."""
+        """Eq. 14's class of each row of ``features`` (as forward returns them): argmax_j π̂_j by the head
+        (calibrated: each class's residual over its ``head_scale``)."""
         if self.head is None:
             raise ValueError("a network without layers classifies nothing")
-        return torch.cat([self.head.memberships(rows.to(self.dtype).reshape(len(rows), *self._layout())).argmax(1)
-                          for rows in features.split(batch_size)])
+        head, classes = self.head, []
+        for rows in features.split(batch_size):
+            residuals = head.residuals(rows.to(self.dtype).reshape(len(rows), *self._layout()))
+            classes.append(estimated_memberships(residuals, head.gamma, head.lam, self.head_scale).argmax(1))
+        return torch.cat(classes)
 
     def fit_layers_to(self, state: dict[str, Tensor]) -> None:
         """Empty layers (and head) of the saved shapes, as many as ``state`` (a state_dict of this network)
@@ -202,6 +231,7 @@ class ConstructedNetwork(nn.Module):
             count += 1
         self.layers = nn.ModuleList(placeholder(f"layers.{i}") for i in range(count))
         self.head = placeholder("head") if f"head.{self.layer_type.BUFFERS[0]}" in state else None
+        self.head_scale = torch.zeros_like(state["head_scale"]) if "head_scale" in state else None
 
     def train_operators(self) -> None:
         """The layers' operators E and C_j (``OPERATORS``) become parameters, for back-propagation through eq. 17's
@@ -211,7 +241,7 @@ class ConstructedNetwork(nn.Module):
                 value = getattr(layer, name)
                 delattr(layer, name)
                 layer.register_parameter(name, nn.Parameter(value))
-        self.head = None
+        self.head = self.head_scale = None
 
     @torch.no_grad()
     def randomize_operators(self, generator: torch.Generator) -> None:

@@ -43,9 +43,11 @@ def check_init_from(config: TrainConfig) -> TrainConfig:
 
 def initial_model_state(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights of ``init_from``'s last checkpoint, without a constructed network's head (the operators
-    of its construction set's last features: they no longer describe the features once the layers train)."""
+    of its construction set's last features, and a calibrated head's scale: they no longer describe the
+    features once the layers train)."""
     check_init_from(config)
     state = _run(config).load_checkpoint()
     if not isinstance(state.get("model"), dict):
         raise BadInput(f"init_from {config.init_from}: its checkpoint holds no network weights")
-    return {name: tensor for name, tensor in state["model"].items() if not name.startswith("head.")}
+    return {name: tensor for name, tensor in state["model"].items()
+            if not (name.startswith("head.") or name == "head_scale")}

@@ -124,7 +124,8 @@ def construction_of(config: TrainConfig) -> Construction:
     """The ReduNet settings of a configuration (its ε² is the rates', eq. 1; its layers are the epochs)."""
     settings = ReduNetSettings(layers=config.epochs, eta=config.redunet_eta, eps2=config.eps2,
                                lam=config.redunet_lambda, pool=config.redunet_pool, channels=config.redunet_channels,
-                               kernel=config.redunet_kernel, shifts=config.redunet_shifts)
+                               kernel=config.redunet_kernel, shifts=config.redunet_shifts,
+                               head=config.redunet_head)
     return Construction(settings, getattr(torch, config.objective_dtype))
 
 
