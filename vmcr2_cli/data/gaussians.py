@@ -2,7 +2,7 @@
 
 Each class is two Gaussians of standard deviation :data:`SPREAD` at opposite points ±c_j of the
 unit circle (2D, two classes) or sphere (3D, three classes), projected onto the sphere: a class
-lies near a line through the origin, and the classes' lines start 34–70° apart. The lecture's
+lies near a line through the origin, and the classes' lines start 34–71° apart. The lecture's
 m = 500 samples a class, for training and again (a fresh draw) for testing.
 
 A point p is stored as a 1×1×D "image" x = 0.5 + 0.5·p, quantised to uint8, so that it goes through
