@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-from vmcr2_cli.data.preprocessing import Preprocess
 from vmcr2_cli.evaluation.knn import knn_predict
 from vmcr2_cli.evaluation.nearest_subspace import accuracy
 from vmcr2_cli.featurizer import load_featurizer
@@ -41,7 +40,6 @@ def principal_angle_degrees(Z: torch.Tensor, labels: torch.Tensor, a: int, b: in
 def measure(run: str, out: Path | None) -> dict:
     featurizer = load_featurizer(run, device="cpu")
     dataset = featurizer.dataset()
-    points = Preprocess(featurizer.preprocessing)  # uint8 1×1×D → the points themselves
     k = featurizer.num_classes
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
     rates = [line for line in featurizer.run.read_metrics() if line.get("type") == "epoch"]
@@ -53,7 +51,7 @@ def measure(run: str, out: Path | None) -> dict:
     drawn = {}
     for split, (images, labels) in splits.items():
         with torch.no_grad():
-            X = points(images).flatten(1).double()
+            X = featurizer.preprocess(images).flatten(1).double()  # uint8 1×1×D → the points themselves
         Z = featurizer.features(images).double()
         result[f"{split}_angle_before"] = [principal_angle_degrees(X, labels, a, b) for a, b in pairs]
         result[f"{split}_angle_after"] = [principal_angle_degrees(Z, labels, a, b) for a, b in pairs]
